@@ -1,0 +1,223 @@
+"""The one place finsentry's settings live.
+
+Precedence, highest first: keyword arguments, environment (``FINSENTRY_*``), a ``.env`` file,
+the TOML file (``FINSENTRY_CONFIG`` or ``./finsentry.toml``), then the defaults below.
+In TOML, ``[kafka] port = 9092`` and top-level ``kafka_port = 9092`` mean the same thing,
+so a config file can be grouped by section while env names stay flat
+(``FINSENTRY_KAFKA_PORT``).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIG_FILE_ENV = "FINSENTRY_CONFIG"
+DEFAULT_CONFIG_FILE = Path("finsentry.toml")
+
+class ConfigError(ValueError):
+    """Settings could not be loaded; the message names the source, field and reason."""
+
+
+class TomlSectionsSource(PydanticBaseSettingsSource):
+    """Reads the TOML file and flattens ``[section] key`` into ``section_key``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
+        super().__init__(settings_cls)
+        self.path = path
+        self.values = self._load()
+
+    def _load(self) -> dict[str, Any]:
+        if self.path is None or not self.path.is_file():
+            return {}
+        try:
+            raw = tomllib.loads(self.path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{self.path}: not valid TOML: {exc}") from exc
+        flat: dict[str, Any] = {}
+        for key, value in raw.items():
+            if isinstance(value, dict) and key not in self.settings_cls.model_fields:
+                for sub_key, sub_value in value.items():
+                    flat[f"{key}_{sub_key}"] = sub_value
+            else:
+                flat[key] = value
+        unknown = sorted(set(flat) - set(self.settings_cls.model_fields))
+        if unknown:
+            raise ConfigError(f"{self.path}: unknown setting(s): {', '.join(unknown)}")
+        return flat
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self.values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self.values)
+
+
+def config_file_path() -> Path | None:
+    explicit = os.environ.get(CONFIG_FILE_ENV)
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"{CONFIG_FILE_ENV}={explicit}: no such file")
+        return path
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+
+
+class Settings(BaseSettings):
+    """Every knob of finsentry. Frozen: pass a new object rather than mutating one."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FINSENTRY_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="forbid",
+        frozen=True,
+    )
+
+    # Where local state lives: the SQLite store, the embedded Kafka's data, logs, PID files.
+    data_dir: Path = Path("var")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # Kafka. `kafka_bootstrap` unset means "the embedded single-node broker on kafka_host:port".
+    kafka_bootstrap: str | None = None
+    kafka_host: str = "127.0.0.1"
+    kafka_port: int = Field(default=9092, ge=1, le=65535)
+    kafka_controller_port: int = Field(default=9093, ge=1, le=65535)
+    kafka_topic_prefix: str = Field(default="finsentry.", pattern=r"^[A-Za-z0-9._-]*$")
+    kafka_partitions: int = Field(default=6, ge=1, le=10_000)
+    kafka_topic_partitions: dict[str, int] = Field(default_factory=dict)
+    kafka_replication_factor: int = Field(default=1, ge=1)
+    kafka_jar_cache: Path = Path.home() / ".cache" / "finsentry" / "kafka"
+    kafka_heap: str = Field(default="512m", pattern=r"^\d+[kmgKMG]$")
+    kafka_start_timeout_s: float = Field(default=90.0, gt=0)
+
+    # Store: SQLAlchemy URL; unset means a SQLite file in data_dir.
+    store_url: str | None = None
+
+    # Model: a model directory; unset means the registry's current version, else the shipped one.
+    model_path: Path | None = None
+    model_device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
+    model_batch_size: int = Field(default=64, ge=1, le=4096)
+
+    # Event-time windows and spike detection.
+    window_size_s: int = Field(default=300, ge=1)
+    allowed_lateness_s: int = Field(default=120, ge=0)
+    dedup_horizon_s: int = Field(default=86_400, ge=0)
+    spike_metric: Literal["neg_share", "mean_score"] = "neg_share"
+    spike_ewma_alpha: float = Field(default=0.3, gt=0, le=1)
+    spike_z_threshold: float = Field(default=3.0, gt=0)
+    spike_min_count: int = Field(default=5, ge=1)
+    spike_min_history: int = Field(default=3, ge=1)
+    spike_cooldown_windows: int = Field(default=3, ge=0)
+
+    # Dashboard.
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = Field(default=8050, ge=1, le=65535)
+    dashboard_username: str | None = None
+    dashboard_password: SecretStr | None = None
+
+    @field_validator("kafka_topic_partitions")
+    @classmethod
+    def _positive_partitions(cls, value: dict[str, int]) -> dict[str, int]:
+        bad = {name: count for name, count in value.items() if count < 1}
+        if bad:
+            raise ValueError(f"partition counts must be >= 1, got {bad}")
+        return value
+
+    @model_validator(mode="after")
+    def _distinct_kafka_ports(self) -> Settings:
+        if self.kafka_port == self.kafka_controller_port:
+            raise ValueError(
+                f"kafka_port and kafka_controller_port must differ (both {self.kafka_port})"
+            )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlSectionsSource(settings_cls, config_file_path())
+        return init_settings, env_settings, dotenv_settings, file_secret_settings, toml
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap or f"{self.kafka_host}:{self.kafka_port}"
+
+    @property
+    def embedded_kafka(self) -> bool:
+        """True when finsentry runs its own broker rather than using an existing cluster."""
+        return self.kafka_bootstrap is None
+
+    @property
+    def kafka_dir(self) -> Path:
+        return self.data_dir / "kafka"
+
+    @property
+    def database_url(self) -> str:
+        return self.store_url or f"sqlite:///{self.data_dir / 'finsentry.db'}"
+
+    def topic(self, name: str) -> str:
+        """Full Kafka topic name for a logical one, e.g. ``posts`` -> ``finsentry.posts``."""
+        return f"{self.kafka_topic_prefix}{name}"
+
+    def partitions_for(self, name: str) -> int:
+        return self.kafka_topic_partitions.get(name, self.kafka_partitions)
+
+    def masked_dump(self) -> dict[str, Any]:
+        """Effective settings, safe to print or log: secrets and URL passwords masked."""
+        dump: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = "**********"
+            elif isinstance(value, Path):
+                value = str(value)
+            elif isinstance(value, str):
+                value = mask_url_password(value)
+            dump[name] = value
+        dump["effective_bootstrap_servers"] = mask_url_password(self.bootstrap_servers)
+        dump["effective_store_url"] = mask_url_password(self.database_url)
+        return dump
+
+
+def mask_url_password(value: str) -> str:
+    """``postgresql://u:secret@h/db`` -> ``postgresql://u:***@h/db``; other strings unchanged."""
+    if "://" not in value or "@" not in value:
+        return value
+    parts = urlsplit(value)
+    if parts.password is None:
+        return value
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings, turning pydantic's errors into one readable ConfigError."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from exc
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings, read once. Tests build their own with ``load_settings``."""
+    return load_settings()

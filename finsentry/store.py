@@ -1,0 +1,509 @@
+"""The SQL store: what the sink writes and the dashboard, alerts and retraining read.
+
+SQLAlchemy Core on SQLite (default, WAL) or PostgreSQL. Every write is an upsert keyed as in
+DESIGN.md (post id, key + window start, alert id, alert id + channel), so at-least-once
+delivery and replays never double count.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    create_engine,
+    delete,
+    event,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from finsentry.schema import Alert, Post, ScoredPost, SignalPoint
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Stores aware datetimes as UTC and returns them aware; SQLite would drop the zone."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} given to the store; use UTC-aware times")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+posts = Table(
+    "posts",
+    metadata,
+    Column("id", String(512), primary_key=True),
+    Column("source", String(200), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("published_at", UtcDateTime, nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("published_at_estimated", Boolean, nullable=False, default=False),
+    Column("title", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("url", Text),
+    Column("author", String(500)),
+    Column("lang", String(16)),
+    Column("tickers", JSON, nullable=False),
+    Column("sentiment", String(16)),
+    Column("sentiment_probs", JSON),
+    Column("score", Float),
+    Column("topic", String(64)),
+    Column("topic_probs", JSON),
+    Column("model_version", String(200)),
+    Column("is_backfill", Boolean, nullable=False, default=False),
+    Column("stored_at", UtcDateTime, nullable=False),
+    Index("ix_posts_published_at", "published_at"),
+    Index("ix_posts_source_published_at", "source", "published_at"),
+    Index("ix_posts_topic_published_at", "topic", "published_at"),
+)
+
+# One row per (post, ticker): the drill-down reads a ticker's posts through this index.
+post_tickers = Table(
+    "post_tickers",
+    metadata,
+    Column("post_id", String(512), primary_key=True),
+    Column("ticker", String(16), primary_key=True),
+    Column("published_at", UtcDateTime, nullable=False),
+    Index("ix_post_tickers_ticker_published_at", "ticker", "published_at"),
+)
+
+signal_points = Table(
+    "signal_points",
+    metadata,
+    Column("key", String(220), primary_key=True),
+    Column("window_start", UtcDateTime, primary_key=True),
+    Column("window_end", UtcDateTime, nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("mean_score", Float, nullable=False),
+    Column("neg_share", Float, nullable=False),
+    Column("baseline", Float),
+    Column("z", Float),
+    Column("is_spike", Boolean, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index("ix_signal_points_window_start", "window_start"),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("key", String(220), nullable=False),
+    Column("window_start", UtcDateTime, nullable=False),
+    Column("window_end", UtcDateTime, nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("z", Float, nullable=False),
+    Column("neg_share", Float, nullable=False),
+    Column("mean_score", Float, nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("baseline", Float, nullable=False),
+    Column("evidence", JSON, nullable=False),
+    Column("model_version", String(200), nullable=False),
+    Column("is_backfill", Boolean, nullable=False, default=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_alerts_window_start", "window_start"),
+    Index("ix_alerts_key_window_start", "key", "window_start"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("alert_id", String(64), primary_key=True),
+    Column("channel", String(64), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("error", Text),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("delivered_at", UtcDateTime),
+    Index("ix_deliveries_updated_at", "updated_at"),
+)
+
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("post_id", String(512), nullable=False),
+    Column("field", String(16), nullable=False),
+    Column("old_label", String(64)),
+    Column("new_label", String(64), nullable=False),
+    Column("user", String(200), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_feedback_post_id", "post_id"),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("version", String(200), primary_key=True),
+    Column("path", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("metrics", JSON, nullable=False),
+    Column("data_fingerprint", String(128), nullable=False),
+    Column("training_config", JSON, nullable=False),
+    Column("is_current", Boolean, nullable=False, default=False),
+)
+
+# Small durable state of long-running jobs: RSS feed ETags, replay and backfill checkpoints.
+job_state = Table(
+    "job_state",
+    metadata,
+    Column("name", String(500), primary_key=True),
+    Column("value", JSON, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+VERDICT_COLUMNS = ("sentiment", "sentiment_probs", "score", "topic", "topic_probs", "model_version")
+DELIVERY_STATUSES = ("pending", "retrying", "delivered", "failed")
+FEEDBACK_FIELDS = ("sentiment", "topic")
+
+
+class StoreError(RuntimeError):
+    """A store operation was refused; the message says which and why."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _set_sqlite_pragmas(dbapi_conn: DBAPIConnection, record: ConnectionPoolEntry) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for the URL; SQLite gets WAL so the dashboard reads while the sink writes."""
+    if url.startswith("sqlite"):
+        database = url.split("///", 1)[-1]
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False})
+        event.listen(engine, "connect", _set_sqlite_pragmas)
+        return engine
+    if url.startswith("postgresql"):
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        return create_engine(url, pool_pre_ping=True)
+    raise StoreError(f"unsupported store URL {url!r}: use sqlite:///PATH or postgresql://...")
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    alert_id: str
+    channel: str
+    status: str
+    attempts: int
+    error: str | None
+    updated_at: datetime
+    delivered_at: datetime | None
+
+
+class Store:
+    """Access layer over one database. Cheap to create; share one per process."""
+
+    def __init__(self, url: str, *, create: bool = True) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        if create:
+            metadata.create_all(self.engine)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    def _upsert(
+        self,
+        conn: Connection,
+        table: Table,
+        rows: Sequence[dict[str, Any]],
+        keys: Sequence[str],
+        *,
+        keep: Sequence[str] = (),
+    ) -> None:
+        """Insert rows, or overwrite the existing row with the same key (except ``keep``)."""
+        if not rows:
+            return
+        insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        stmt = insert(table)
+        changing = [c.name for c in table.columns if c.name not in keys and c.name not in keep]
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(keys),
+            set_={name: stmt.excluded[name] for name in changing},
+        )
+        conn.execute(stmt, list(rows))
+
+    # posts ------------------------------------------------------------------------------
+    def upsert_posts(self, items: Iterable[Post], *, is_backfill: bool = False) -> int:
+        """Write posts (scored or not); a re-sent post overwrites itself, never duplicates."""
+        now = _now()
+        unique = _last_per_id(items)
+        scored = [_post_row(i, is_backfill, now) for i in unique if isinstance(i, ScoredPost)]
+        raw = [_post_row(i, is_backfill, now) for i in unique if not isinstance(i, ScoredPost)]
+        rows = scored + raw
+        ticker_rows = [
+            {"post_id": row["id"], "ticker": ticker, "published_at": row["published_at"]}
+            for row in rows
+            for ticker in row["tickers"]
+        ]
+        ids = [row["id"] for row in rows]
+        with self.begin() as conn:
+            self._upsert(conn, posts, scored, ["id"], keep=["stored_at"])
+            # An unscored re-send must not erase a verdict the sink already stored.
+            self._upsert(conn, posts, raw, ["id"], keep=["stored_at", *VERDICT_COLUMNS])
+            for chunk in _chunks(ids, 500):
+                conn.execute(delete(post_tickers).where(post_tickers.c.post_id.in_(chunk)))
+            if ticker_rows:
+                conn.execute(post_tickers.insert(), ticker_rows)
+        return len(rows)
+
+    def get_post(self, post_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(posts).where(posts.c.id == post_id)).mappings().first()
+        return dict(row) if row else None
+
+    def count_posts(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(posts)).scalar_one())
+
+    # signal points ----------------------------------------------------------------------
+    def upsert_signal_points(self, points: Iterable[SignalPoint]) -> int:
+        now = _now()
+        unique = {(p.key, p.window_start): p for p in points}
+        rows = [
+            {**p.model_dump(exclude={"schema_version"}), "updated_at": now}
+            for p in unique.values()
+        ]
+        with self.begin() as conn:
+            self._upsert(conn, signal_points, rows, ["key", "window_start"])
+        return len(rows)
+
+    def signal_series(
+        self, key: str, start: datetime | None = None, end: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        query = select(signal_points).where(signal_points.c.key == key)
+        if start is not None:
+            query = query.where(signal_points.c.window_start >= start)
+        if end is not None:
+            query = query.where(signal_points.c.window_start < end)
+        with self.engine.connect() as conn:
+            result = conn.execute(query.order_by(signal_points.c.window_start))
+            return [dict(row) for row in result.mappings()]
+
+    # alerts -----------------------------------------------------------------------------
+    def upsert_alerts(self, items: Iterable[Alert], *, is_backfill: bool = False) -> int:
+        now = _now()
+        unique = {a.id: a for a in items}
+        rows = [
+            {
+                **a.model_dump(exclude={"schema_version"}, mode="python"),
+                "evidence": [e.model_dump(mode="json", exclude={"schema_version"}) for e in a.evidence],
+                "is_backfill": is_backfill,
+                "created_at": now,
+            }
+            for a in unique.values()
+        ]
+        with self.begin() as conn:
+            self._upsert(conn, alerts, rows, ["id"], keep=["created_at"])
+        return len(rows)
+
+    def get_alert(self, alert_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(alerts).where(alerts.c.id == alert_id)).mappings().first()
+        return dict(row) if row else None
+
+    # deliveries -------------------------------------------------------------------------
+    def record_delivery(
+        self,
+        alert_id: str,
+        channel: str,
+        status: str,
+        *,
+        attempts: int,
+        error: str | None = None,
+    ) -> None:
+        """Record the latest state of one alert's delivery on one channel."""
+        if status not in DELIVERY_STATUSES:
+            raise StoreError(f"delivery status {status!r} is not one of {DELIVERY_STATUSES}")
+        now = _now()
+        row = {
+            "alert_id": alert_id,
+            "channel": channel,
+            "status": status,
+            "attempts": attempts,
+            "error": error,
+            "updated_at": now,
+            "delivered_at": now if status == "delivered" else None,
+        }
+        with self.begin() as conn:
+            self._upsert(conn, deliveries, [row], ["alert_id", "channel"])
+
+    def get_delivery(self, alert_id: str, channel: str) -> DeliveryRecord | None:
+        query = select(deliveries).where(
+            deliveries.c.alert_id == alert_id, deliveries.c.channel == channel
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return DeliveryRecord(**row) if row else None
+
+    def recent_deliveries(self, limit: int = 50) -> list[DeliveryRecord]:
+        query = select(deliveries).order_by(deliveries.c.updated_at.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [DeliveryRecord(**row) for row in conn.execute(query).mappings()]
+
+    # feedback ---------------------------------------------------------------------------
+    def add_feedback(self, post_id: str, field: str, new_label: str, *, user: str) -> int:
+        """Store an analyst's correction; the old label is read from the post itself."""
+        if field not in FEEDBACK_FIELDS:
+            raise StoreError(f"feedback field {field!r} is not one of {FEEDBACK_FIELDS}")
+        with self.begin() as conn:
+            old = conn.execute(select(posts.c[field]).where(posts.c.id == post_id)).first()
+            if old is None:
+                raise StoreError(f"no post with id {post_id!r} to correct")
+            result = conn.execute(
+                feedback.insert().values(
+                    post_id=post_id,
+                    field=field,
+                    old_label=old[0],
+                    new_label=new_label,
+                    user=user,
+                    created_at=_now(),
+                )
+            )
+            return int(result.inserted_primary_key[0])
+
+    def feedback_labels(self) -> list[dict[str, Any]]:
+        """Every correction, oldest first; the latest per (post, field) wins in training."""
+        query = select(feedback).order_by(feedback.c.created_at, feedback.c.id)
+        with self.engine.connect() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
+
+    # model versions ---------------------------------------------------------------------
+    def register_model_version(
+        self,
+        version: str,
+        path: str,
+        *,
+        metrics: dict[str, Any],
+        data_fingerprint: str,
+        training_config: dict[str, Any],
+        created_at: datetime | None = None,
+    ) -> None:
+        row = {
+            "version": version,
+            "path": path,
+            "created_at": created_at or _now(),
+            "metrics": metrics,
+            "data_fingerprint": data_fingerprint,
+            "training_config": training_config,
+            "is_current": False,
+        }
+        with self.begin() as conn:
+            self._upsert(conn, model_versions, [row], ["version"], keep=["is_current"])
+
+    def set_current_model(self, version: str) -> None:
+        """Make one version current; exactly one is current afterwards."""
+        with self.begin() as conn:
+            exists = conn.execute(
+                select(model_versions.c.version).where(model_versions.c.version == version)
+            ).first()
+            if exists is None:
+                raise StoreError(f"no model version {version!r} in the registry")
+            conn.execute(update(model_versions).values(is_current=False))
+            conn.execute(
+                update(model_versions)
+                .where(model_versions.c.version == version)
+                .values(is_current=True)
+            )
+
+    def model_versions(self) -> list[dict[str, Any]]:
+        query = select(model_versions).order_by(model_versions.c.created_at)
+        with self.engine.connect() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
+
+    def current_model(self) -> dict[str, Any] | None:
+        query = select(model_versions).where(model_versions.c.is_current.is_(True))
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return dict(row) if row else None
+
+    # job state --------------------------------------------------------------------------
+    def put_state(self, name: str, value: Any) -> None:
+        json.dumps(value)  # fail here, with the caller on the stack, if it is not JSON
+        with self.begin() as conn:
+            self._upsert(
+                conn, job_state, [{"name": name, "value": value, "updated_at": _now()}], ["name"]
+            )
+
+    def get_state(self, name: str, default: Any = None) -> Any:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(job_state.c.value).where(job_state.c.name == name)).first()
+        return default if row is None else row[0]
+
+
+def _last_per_id(items: Iterable[Post]) -> list[Post]:
+    """Within one batch the last version of a post wins, as it would across batches."""
+    return list({item.id: item for item in items}.values())
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _post_row(item: Post, is_backfill: bool, now: datetime) -> dict[str, Any]:
+    row: dict[str, Any] = item.model_dump(exclude={"schema_version"})
+    row["tickers"] = list(item.tickers)
+    if isinstance(item, ScoredPost):
+        row["sentiment_probs"] = dict(item.sentiment_probs)
+        row["topic_probs"] = dict(item.topic_probs)
+    else:
+        for name in VERDICT_COLUMNS:
+            row[name] = None
+    row["is_backfill"] = is_backfill
+    row["stored_at"] = now
+    return row

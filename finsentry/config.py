@@ -1,7 +1,8 @@
 """The one place finsentry's settings live.
 
 Precedence, highest first: keyword arguments, environment (``FINSENTRY_*``), a ``.env`` file,
-the TOML file (``FINSENTRY_CONFIG`` or ``./finsentry.toml``), then the defaults below.
+the TOML file (``FINSENTRY_CONFIG``, or ``./finsentry.toml``; ``FINSENTRY_CONFIG=none`` reads
+no file), then the defaults below.
 In TOML, ``[kafka] port = 9092`` and top-level ``kafka_port = 9092`` mean the same thing,
 so a config file can be grouped by section while env names stay flat
 (``FINSENTRY_KAFKA_PORT``).
@@ -64,6 +65,8 @@ class TomlSectionsSource(PydanticBaseSettingsSource):
 
 def config_file_path() -> Path | None:
     explicit = os.environ.get(CONFIG_FILE_ENV)
+    if explicit == "none":
+        return None
     if explicit:
         path = Path(explicit)
         if not path.is_file():

@@ -1,6 +1,7 @@
 """Wire contracts: every message on Kafka is one of these, as JSON with a ``schema_version``.
 
-Validation is strict (no coercion of wrong types, no unknown fields, timezone-aware times
+Decoding (``from_json``/``from_dict``) raises SchemaError; building a message in Python
+raises pydantic's ValidationError (also a ValueError). Validation is strict (no coercion of wrong types, no unknown fields, timezone-aware times
 normalised to UTC) so that a bad producer is caught at the edge with an error that names
 the field, instead of corrupting aggregates downstream.
 """
@@ -144,7 +145,8 @@ class Post(Message):
     @field_validator("tickers", mode="before")
     @classmethod
     def _tickers_as_tuple(cls, value: Any) -> Any:
-        return tuple(value) if isinstance(value, list) else value
+        """Lists become tuples and repeats collapse, keeping first-seen order."""
+        return tuple(dict.fromkeys(value)) if isinstance(value, list | tuple) else value
 
     @model_validator(mode="after")
     def _has_text(self) -> Self:
@@ -199,7 +201,11 @@ class ScoredPost(Post):
 
     @classmethod
     def from_post(cls, post: Post, **verdict: Any) -> ScoredPost:
-        return cls.model_validate({**post.model_dump(exclude={"schema_version"}), **verdict})
+        """Attach a model verdict; raises SchemaError if the verdict is inconsistent."""
+        try:
+            return cls.model_validate({**post.model_dump(exclude={"schema_version"}), **verdict})
+        except ValidationError as exc:
+            raise schema_error(cls.__name__, exc) from exc
 
 
 class SignalPoint(Message):

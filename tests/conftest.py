@@ -1,0 +1,60 @@
+"""Session-wide fixtures: isolated settings and a real Kafka broker."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from finsentry.config import Settings, load_settings
+from finsentry.localkafka import LocalKafka
+from tests.support import free_port
+
+TEST_BOOTSTRAP_ENV = "FINSENTRY_TEST_KAFKA_BOOTSTRAP"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep a developer's own FINSENTRY_* environment and finsentry.toml out of the tests."""
+    for name in list(os.environ):
+        if name.startswith("FINSENTRY_") and not name.startswith("FINSENTRY_TEST_"):
+            del os.environ[name]
+    os.environ["FINSENTRY_CONFIG"] = "none"
+    os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Default settings with all local state under a fresh temporary directory."""
+    return load_settings(data_dir=tmp_path / "var")
+
+
+@pytest.fixture(scope="session")
+def kafka_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """Settings pointing at a live broker, with a topic prefix unique to this session.
+
+    Reuses the broker named by FINSENTRY_TEST_KAFKA_BOOTSTRAP when set; otherwise starts
+    the embedded broker on free ports for the session and stops it afterwards.
+    """
+    data_dir = tmp_path_factory.mktemp("finsentry")
+    prefix = f"test-{uuid.uuid4().hex[:8]}."
+    external = os.environ.get(TEST_BOOTSTRAP_ENV)
+    if external:
+        yield load_settings(data_dir=data_dir, kafka_bootstrap=external,
+                            kafka_topic_prefix=prefix, kafka_partitions=3)
+        return
+    broker = LocalKafka(
+        load_settings(
+            data_dir=data_dir / "broker",
+            kafka_port=free_port(),
+            kafka_controller_port=free_port(),
+        )
+    )
+    broker.start()
+    try:
+        yield load_settings(data_dir=data_dir, kafka_bootstrap=broker.bootstrap,
+                            kafka_topic_prefix=prefix, kafka_partitions=3)
+    finally:
+        broker.stop()

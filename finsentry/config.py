@@ -25,6 +25,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_FILE_ENV = "FINSENTRY_CONFIG"
 DEFAULT_CONFIG_FILE = Path("finsentry.toml")
 
+
 class ConfigError(ValueError):
     """Settings could not be loaded; the message names the source, field and reason."""
 

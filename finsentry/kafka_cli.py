@@ -11,8 +11,9 @@ from rich.table import Table
 from finsentry.config import ConfigError, Settings, get_settings
 from finsentry.localkafka import BrokerStatus, KafkaLauncherError, LocalKafka, broker_answers
 
-kafka_app = typer.Typer(help="Run the embedded Apache Kafka broker and manage its topics.",
-                        no_args_is_help=True)
+kafka_app = typer.Typer(
+    help="Run the embedded Apache Kafka broker and manage its topics.", no_args_is_help=True
+)
 console = Console()
 
 

@@ -151,8 +151,13 @@ class LocalKafka:
         staging = target.with_name(target.name + f".tmp-{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
         command = [
-            self.mvn, "-B", "-q", "-f", str(DEPLOY_DIR / "pom.xml"),
-            "dependency:copy-dependencies", "-DincludeScope=runtime",
+            self.mvn,
+            "-B",
+            "-q",
+            "-f",
+            str(DEPLOY_DIR / "pom.xml"),
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
             f"-DoutputDirectory={staging / 'lib'}",
         ]
         result = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -211,8 +216,14 @@ class LocalKafka:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         command = self._java_command(
-            lib, STORAGE_TOOL_CLASS, "format", "--standalone",
-            "-t", cluster_id, "-c", str(self.properties_file),
+            lib,
+            STORAGE_TOOL_CLASS,
+            "format",
+            "--standalone",
+            "-t",
+            cluster_id,
+            "-c",
+            str(self.properties_file),
         )
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
@@ -251,8 +262,10 @@ class LocalKafka:
             return self.status(), False
         self._check_java()
         host = self.settings.kafka_host
-        for name, port in (("kafka_port", self.settings.kafka_port),
-                           ("kafka_controller_port", self.settings.kafka_controller_port)):
+        for name, port in (
+            ("kafka_port", self.settings.kafka_port),
+            ("kafka_controller_port", self.settings.kafka_controller_port),
+        ):
             if not port_is_free(host, port):
                 raise KafkaLauncherError(
                     f"port {port} on {host} ({name}) is taken by another process; stop it or "

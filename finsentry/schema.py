@@ -1,9 +1,10 @@
 """Wire contracts: every message on Kafka is one of these, as JSON with a ``schema_version``.
 
-Decoding (``from_json``/``from_dict``) raises SchemaError; building a message in Python
-raises pydantic's ValidationError (also a ValueError). Validation is strict (no coercion of wrong types, no unknown fields, timezone-aware times
+Validation is strict (no coercion of wrong types, no unknown fields, timezone-aware times
 normalised to UTC) so that a bad producer is caught at the edge with an error that names
-the field, instead of corrupting aggregates downstream.
+the field, instead of corrupting aggregates downstream. Decoding (``from_json`` and
+``from_dict``) raises SchemaError; building a message in Python raises pydantic's
+ValidationError (also a ValueError).
 """
 
 from __future__ import annotations

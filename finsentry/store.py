@@ -315,8 +315,7 @@ class Store:
         now = _now()
         unique = {(p.key, p.window_start): p for p in points}
         rows = [
-            {**p.model_dump(exclude={"schema_version"}), "updated_at": now}
-            for p in unique.values()
+            {**p.model_dump(exclude={"schema_version"}), "updated_at": now} for p in unique.values()
         ]
         with self.begin() as conn:
             self._upsert(conn, signal_points, rows, ["key", "window_start"])
@@ -341,7 +340,9 @@ class Store:
         rows = [
             {
                 **a.model_dump(exclude={"schema_version"}, mode="python"),
-                "evidence": [e.model_dump(mode="json", exclude={"schema_version"}) for e in a.evidence],
+                "evidence": [
+                    e.model_dump(mode="json", exclude={"schema_version"}) for e in a.evidence
+                ],
                 "is_backfill": is_backfill,
                 "created_at": now,
             }
@@ -414,7 +415,10 @@ class Store:
                     created_at=_now(),
                 )
             )
-            return int(result.inserted_primary_key[0])
+            key = result.inserted_primary_key
+            if key is None:
+                raise StoreError("the database returned no id for the new feedback row")
+            return int(key[0])
 
     def feedback_labels(self) -> list[dict[str, Any]]:
         """Every correction, oldest first; the latest per (post, field) wins in training."""

@@ -32,15 +32,15 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[TopicStat
         wanted = {settings.topic(name): settings.partitions_for(name) for name in TOPIC_NAMES}
         existing = set(admin.list_topics())
         missing = {
-            name: {"num_partitions": count,
-                   "replication_factor": settings.kafka_replication_factor}
+            name: {"num_partitions": count, "replication_factor": settings.kafka_replication_factor}
             for name, count in wanted.items()
             if name not in existing
         }
         created: set[str] = set()
         if missing:
-            response = admin.create_topics(missing, timeout_ms=int(timeout_s * 1000),
-                                           raise_errors=False)
+            response = admin.create_topics(
+                missing, timeout_ms=int(timeout_s * 1000), raise_errors=False
+            )
             for topic in response["topics"]:
                 error = for_code(topic["error_code"])
                 if topic["error_code"] == 0:

@@ -42,8 +42,12 @@ def kafka_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
     prefix = f"test-{uuid.uuid4().hex[:8]}."
     external = os.environ.get(TEST_BOOTSTRAP_ENV)
     if external:
-        yield load_settings(data_dir=data_dir, kafka_bootstrap=external,
-                            kafka_topic_prefix=prefix, kafka_partitions=3)
+        yield load_settings(
+            data_dir=data_dir,
+            kafka_bootstrap=external,
+            kafka_topic_prefix=prefix,
+            kafka_partitions=3,
+        )
         return
     broker = LocalKafka(
         load_settings(
@@ -54,7 +58,11 @@ def kafka_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
     )
     broker.start()
     try:
-        yield load_settings(data_dir=data_dir, kafka_bootstrap=broker.bootstrap,
-                            kafka_topic_prefix=prefix, kafka_partitions=3)
+        yield load_settings(
+            data_dir=data_dir,
+            kafka_bootstrap=broker.bootstrap,
+            kafka_topic_prefix=prefix,
+            kafka_partitions=3,
+        )
     finally:
         broker.stop()

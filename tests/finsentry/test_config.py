@@ -53,7 +53,7 @@ def test_dict_setting_in_toml_is_not_flattened(config_file: Path) -> None:
 
 def test_unknown_toml_key_is_named(config_file: Path) -> None:
     config_file.write_text("[kafka]\nprot = 1\n")
-    with pytest.raises(ConfigError, match="unknown setting.*kafka_prot"):
+    with pytest.raises(ConfigError, match=r"unknown setting.*kafka_prot"):
         load_settings()
 
 

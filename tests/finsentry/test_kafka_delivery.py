@@ -24,9 +24,15 @@ T0 = datetime(2024, 5, 1, tzinfo=UTC)
 
 def make_posts(count: int) -> list[Post]:
     return [
-        Post(id=f"test:{n}", source="replay:test", kind="news",
-             published_at=T0 + timedelta(seconds=n), received_at=T0,
-             title=f"headline {n}", tickers=(TICKERS[n % len(TICKERS)],))
+        Post(
+            id=f"test:{n}",
+            source="replay:test",
+            kind="news",
+            published_at=T0 + timedelta(seconds=n),
+            received_at=T0,
+            title=f"headline {n}",
+            tickers=(TICKERS[n % len(TICKERS)],),
+        )
         for n in range(count)
     ]
 
@@ -55,8 +61,14 @@ def create_topic(bootstrap: str, name: str, partitions: int) -> None:
 
 def consume_all(bootstrap: str, topic: str, expected: int) -> dict[int, list[Post]]:
     """Every post on the topic, per partition in offset order."""
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             enable_auto_commit=False, group_id=None, consumer_timeout_ms=15_000)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+        consumer_timeout_ms=15_000,
+    )
     by_partition: dict[int, list[Post]] = defaultdict(list)
     try:
         for record in consumer:
@@ -83,8 +95,7 @@ def test_thousand_posts_round_trip(kafka_settings: Settings) -> None:
     sent = make_posts(1000)
     producer = reliable_producer(kafka_settings.bootstrap_servers)
     try:
-        futures = [producer.send(topic, key=p.tickers[0].encode(), value=p.to_json())
-                   for p in sent]
+        futures = [producer.send(topic, key=p.tickers[0].encode(), value=p.to_json()) for p in sent]
         producer.flush()
         assert all(f.get(timeout=30).topic == topic for f in futures)
     finally:
@@ -121,8 +132,7 @@ def test_broker_restart_mid_produce_loses_nothing(restartable_broker: LocalKafka
                 restartable_broker.stop()
             if n == 600:  # 200 sends buffered while the broker was down
                 restartable_broker.start()
-            futures.append(producer.send(topic, key=post.tickers[0].encode(),
-                                         value=post.to_json()))
+            futures.append(producer.send(topic, key=post.tickers[0].encode(), value=post.to_json()))
         producer.flush(timeout=120)
         assert all(f.get(timeout=60) is not None for f in futures)
     finally:

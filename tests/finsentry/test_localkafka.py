@@ -85,8 +85,7 @@ def test_lifecycle_start_noop_stop_and_persistence(own_broker: LocalKafka) -> No
 
     states = ensure_topics(own_broker.settings)
     assert [s.name for s in states] == [own_broker.settings.topic(n) for n in TOPIC_NAMES]
-    assert all(s.created and s.partitions == own_broker.settings.kafka_partitions
-               for s in states)
+    assert all(s.created and s.partitions == own_broker.settings.kafka_partitions for s in states)
 
     assert own_broker.stop()
     assert own_broker.pid() is None

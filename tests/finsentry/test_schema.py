@@ -11,8 +11,8 @@ from finsentry.schema import (
     Alert,
     Message,
     Post,
-    ScoredPost,
     SchemaError,
+    ScoredPost,
     SignalPoint,
     alert_id,
     content_id,
@@ -40,8 +40,12 @@ def valid_post(**overrides: object) -> dict[str, object]:
 
 @pytest.mark.parametrize(
     ("strategy", "model"),
-    [(posts(), Post), (scored_posts(), ScoredPost), (signal_points(), SignalPoint),
-     (alerts(), Alert)],
+    [
+        (posts(), Post),
+        (scored_posts(), ScoredPost),
+        (signal_points(), SignalPoint),
+        (alerts(), Alert),
+    ],
 )
 def test_round_trip_through_json(strategy: object, model: type[Message]) -> None:
     @given(strategy)
@@ -149,15 +153,30 @@ def test_alert_id_is_deterministic_and_checked() -> None:
 
 def test_signal_point_window_must_be_ordered() -> None:
     with pytest.raises(SchemaError, match="window_end must be after"):
-        SignalPoint.from_dict({"key": "market", "window_start": NOW, "window_end": NOW,
-                               "count": 1, "mean_score": 0.0, "neg_share": 0.0})
+        SignalPoint.from_dict(
+            {
+                "key": "market",
+                "window_start": NOW,
+                "window_end": NOW,
+                "count": 1,
+                "mean_score": 0.0,
+                "neg_share": 0.0,
+            }
+        )
 
 
 def test_signal_point_key_shape() -> None:
     with pytest.raises(SchemaError, match="key"):
-        SignalPoint.from_dict({"key": "AAPL", "window_start": NOW, "window_end":
-                               NOW + timedelta(minutes=5), "count": 1, "mean_score": 0.0,
-                               "neg_share": 0.0})
+        SignalPoint.from_dict(
+            {
+                "key": "AAPL",
+                "window_start": NOW,
+                "window_end": NOW + timedelta(minutes=5),
+                "count": 1,
+                "mean_score": 0.0,
+                "neg_share": 0.0,
+            }
+        )
 
 
 def test_content_id_is_stable() -> None:

@@ -25,8 +25,15 @@ def store(tmp_path: Path) -> Store:
 
 
 def make_post(n: int, tickers: tuple[str, ...] = ("AAPL",)) -> Post:
-    return Post(id=f"webhook:{n}", source="webhook", kind="news", published_at=T0,
-                received_at=T0, title=f"headline {n}", tickers=tickers)
+    return Post(
+        id=f"webhook:{n}",
+        source="webhook",
+        kind="news",
+        published_at=T0,
+        received_at=T0,
+        title=f"headline {n}",
+        tickers=tickers,
+    )
 
 
 def make_scored(n: int, negative: float = 0.7, version: str = "v1") -> ScoredPost:
@@ -85,8 +92,9 @@ def test_times_come_back_aware_utc(store: Store) -> None:
 
 @settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batch=st.lists(scored_posts(), max_size=8), repeats=st.integers(1, 3))
-def test_any_batch_replayed_counts_once(store: Store, batch: list[ScoredPost],
-                                        repeats: int) -> None:
+def test_any_batch_replayed_counts_once(
+    store: Store, batch: list[ScoredPost], repeats: int
+) -> None:
     with store.begin() as conn:
         conn.execute(posts.delete())
         conn.execute(post_tickers.delete())
@@ -100,11 +108,16 @@ def test_any_batch_replayed_counts_once(store: Store, batch: list[ScoredPost],
 
 
 def test_signal_points_upsert_by_key_and_window(store: Store) -> None:
-    point = SignalPoint(key="ticker:AAPL", window_start=T0, window_end=T0 + timedelta(minutes=5),
-                        count=3, mean_score=-0.2, neg_share=0.5)
+    point = SignalPoint(
+        key="ticker:AAPL",
+        window_start=T0,
+        window_end=T0 + timedelta(minutes=5),
+        count=3,
+        mean_score=-0.2,
+        neg_share=0.5,
+    )
     store.upsert_signal_points([point])
-    store.upsert_signal_points([point.model_copy(update={"count": 4, "z": 3.5,
-                                                         "is_spike": True})])
+    store.upsert_signal_points([point.model_copy(update={"count": 4, "z": 3.5, "is_spike": True})])
     series = store.signal_series("ticker:AAPL")
     assert len(series) == 1
     assert (series[0]["count"], series[0]["z"], series[0]["is_spike"]) == (4, 3.5, True)
@@ -121,11 +134,20 @@ def test_signal_points_replayed_count_once(store: Store, points: list[SignalPoin
 
 
 def make_alert(count: int = 9) -> Alert:
-    return Alert(id=alert_id("ticker:AAPL", T0), key="ticker:AAPL", window_start=T0,
-                 window_end=T0 + timedelta(minutes=5), severity="critical", z=4.1,
-                 neg_share=0.8, mean_score=-0.6, count=count, baseline=0.2,
-                 evidence=(Evidence(id="webhook:1", title="bad", url=None, score=-0.9),),
-                 model_version="v1")
+    return Alert(
+        id=alert_id("ticker:AAPL", T0),
+        key="ticker:AAPL",
+        window_start=T0,
+        window_end=T0 + timedelta(minutes=5),
+        severity="critical",
+        z=4.1,
+        neg_share=0.8,
+        mean_score=-0.6,
+        count=count,
+        baseline=0.2,
+        evidence=(Evidence(id="webhook:1", title="bad", url=None, score=-0.9),),
+        model_version="v1",
+    )
 
 
 def test_alert_upsert_keeps_first_creation_time(store: Store) -> None:
@@ -158,7 +180,10 @@ def test_feedback_records_old_and_new_label(store: Store) -> None:
     store.add_feedback("webhook:1", "sentiment", "positive", user="ana")
     (label,) = store.feedback_labels()
     assert (label["old_label"], label["new_label"], label["user"]) == (
-        "negative", "positive", "ana")
+        "negative",
+        "positive",
+        "ana",
+    )
     with pytest.raises(StoreError, match="no post"):
         store.add_feedback("missing", "topic", "Earnings", user="ana")
     with pytest.raises(StoreError, match="feedback field"):
@@ -167,12 +192,18 @@ def test_feedback_records_old_and_new_label(store: Store) -> None:
 
 def test_exactly_one_current_model(store: Store) -> None:
     for version in ("v1", "v2"):
-        store.register_model_version(version, f"/models/{version}", metrics={"acc": 0.9},
-                                     data_fingerprint="abc", training_config={"epochs": 3})
+        store.register_model_version(
+            version,
+            f"/models/{version}",
+            metrics={"acc": 0.9},
+            data_fingerprint="abc",
+            training_config={"epochs": 3},
+        )
     store.set_current_model("v1")
     store.set_current_model("v2")
-    store.register_model_version("v2", "/models/v2", metrics={"acc": 0.91},
-                                 data_fingerprint="abc", training_config={})
+    store.register_model_version(
+        "v2", "/models/v2", metrics={"acc": 0.91}, data_fingerprint="abc", training_config={}
+    )
     current = store.current_model()
     assert current is not None and current["version"] == "v2"
     assert current["metrics"] == {"acc": 0.91}
@@ -192,9 +223,19 @@ def test_job_state_round_trip(store: Store) -> None:
 
 def test_naive_datetime_is_refused(store: Store) -> None:
     with pytest.raises(Exception, match="naive datetime"), store.begin() as conn:
-        conn.execute(posts.insert().values(
-            id="x", source="webhook", kind="news", published_at=datetime(2024, 1, 1),
-            received_at=T0, title="t", body="", tickers=[], stored_at=T0))
+        conn.execute(
+            posts.insert().values(
+                id="x",
+                source="webhook",
+                kind="news",
+                published_at=datetime(2024, 1, 1),
+                received_at=T0,
+                title="t",
+                body="",
+                tickers=[],
+                stored_at=T0,
+            )
+        )
 
 
 def test_unsupported_url_is_explained() -> None:

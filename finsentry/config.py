@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -76,6 +84,16 @@ def config_file_path() -> Path | None:
     return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
 
 
+class RssFeed(BaseModel):
+    """One configured feed: ``[[ingest.rss_feeds]] name = "reuters" url = "https://..."``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    url: str = Field(pattern=r"^https?://")
+    interval_s: float | None = Field(default=None, ge=1)
+
+
 class Settings(BaseSettings):
     """Every knob of finsentry. Frozen: pass a new object rather than mutating one."""
 
@@ -122,6 +140,35 @@ class Settings(BaseSettings):
     spike_min_count: int = Field(default=5, ge=1)
     spike_min_history: int = Field(default=3, ge=1)
     spike_cooldown_windows: int = Field(default=3, ge=0)
+
+    # Ingest (ingest/): the shared producer, RSS, webhook, replay, Reddit and StockTwits.
+    ingest_producer_compression: Literal["gzip", "none"] = "gzip"
+    ingest_producer_linger_ms: int = Field(default=20, ge=0, le=60_000)
+    # kafka-python 3 has no buffer_memory: the sink bounds its own unacknowledged posts.
+    ingest_producer_max_pending: int = Field(default=2_000, ge=1, le=1_000_000)
+    ingest_producer_delivery_timeout_s: float = Field(default=30.0, gt=0)
+    ingest_producer_max_block_s: float = Field(default=10.0, gt=0)
+    ingest_publish_backoff_max_s: float = Field(default=30.0, gt=0)
+    ingest_batch_size: int = Field(default=500, ge=1, le=100_000)
+    ingest_http_timeout_s: float = Field(default=10.0, gt=0)
+    ingest_http_user_agent: str = "finsentry-ingest/0.1"
+    ingest_max_retry_after_s: float = Field(default=300.0, ge=0)
+    ingest_rss_feeds: tuple[RssFeed, ...] = ()
+    ingest_rss_interval_s: float = Field(default=300.0, ge=1)
+    ingest_rss_seen_limit: int = Field(default=5_000, ge=10)
+    ingest_webhook_host: str = "127.0.0.1"
+    ingest_webhook_port: int = Field(default=8088, ge=0, le=65535)
+    ingest_webhook_token: SecretStr | None = None
+    ingest_webhook_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    ingest_webhook_max_posts: int = Field(default=1_000, ge=1)
+    ingest_webhook_publish_timeout_s: float = Field(default=20.0, gt=0)
+    ingest_reddit_base_url: str = "https://www.reddit.com"
+    ingest_reddit_subreddits: tuple[str, ...] = ("stocks", "investing", "wallstreetbets")
+    ingest_reddit_interval_s: float = Field(default=120.0, ge=1)
+    ingest_stocktwits_base_url: str = "https://api.stocktwits.com/api/2"
+    ingest_stocktwits_symbols: tuple[str, ...] = ("AAPL", "TSLA", "SPY")
+    ingest_stocktwits_interval_s: float = Field(default=120.0, ge=1)
+    ingest_social_max_pages: int = Field(default=5, ge=1, le=100)
 
     # Dashboard.
     dashboard_host: str = "127.0.0.1"

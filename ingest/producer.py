@@ -1,0 +1,161 @@
+"""The one Kafka producer every source publishes through (kafka-python).
+
+acks=all with idempotence, so a retried batch is written once; compression; a bounded
+buffer: kafka-python 3 has no ``buffer_memory``, so at most ``ingest_producer_max_pending``
+posts are handed to it before their acknowledgements are awaited. The producer retries inside one delivery timeout; past that, ``publish`` resends what was not
+acknowledged with exponential backoff, on a fresh producer, until it succeeds or the
+caller's deadline passes. Ids are stable, so a resend after a lost acknowledgement is a
+duplicate the stream drops, never a loss.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from finsentry.config import Settings
+from finsentry.schema import Post
+from ingest.sink import PublishError, story_key
+
+log = logging.getLogger(__name__)
+
+_FIRST_BACKOFF_S = 0.5
+
+
+class KafkaPostSink:
+    """Publishes posts to ``settings.topic("posts")``, keyed by ``story_key``."""
+
+    def __init__(self, settings: Settings, *, client_id: str = "finsentry-ingest") -> None:
+        self.settings = settings
+        self.topic = settings.topic("posts")
+        self.client_id = client_id
+        self._producer: Any = None
+        self._lock = threading.Lock()
+
+    def _config(self) -> dict[str, Any]:
+        s = self.settings
+        delivery_ms = int(s.ingest_producer_delivery_timeout_s * 1000)
+        request_ms = max(1000, min(30_000, (delivery_ms - s.ingest_producer_linger_ms) // 2))
+        return {
+            "bootstrap_servers": s.bootstrap_servers,
+            "client_id": self.client_id,
+            "acks": "all",
+            "enable_idempotence": True,
+            "retries": 2**31 - 1,
+            "retry_backoff_ms": 200,
+            "max_in_flight_requests_per_connection": 5,
+            "compression_type": None
+            if s.ingest_producer_compression == "none"
+            else s.ingest_producer_compression,
+            "linger_ms": s.ingest_producer_linger_ms,
+            "max_block_ms": int(s.ingest_producer_max_block_s * 1000),
+            "delivery_timeout_ms": delivery_ms,
+            "request_timeout_ms": request_ms,
+            "bootstrap_timeout_ms": int(s.ingest_producer_max_block_s * 1000),
+            "reconnect_backoff_max_ms": 2000,
+        }
+
+    def _get_producer(self) -> Any:
+        with self._lock:
+            if self._producer is None:
+                from kafka import KafkaProducer
+
+                self._producer = KafkaProducer(**self._config())
+            return self._producer
+
+    def _discard_producer(self, producer: Any) -> None:
+        """A producer whose batches expired may hold a fenced idempotent state: start fresh."""
+        with self._lock:
+            if self._producer is producer:
+                self._producer = None
+        producer.close(timeout=0)
+
+    def publish(
+        self,
+        posts: Sequence[Post],
+        *,
+        timeout_s: float | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        """Return once Kafka acknowledged every post; raise PublishError at the deadline."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        step = self.settings.ingest_producer_max_pending
+        for start in range(0, len(posts), step):
+            try:
+                self._publish_bounded(list(posts[start : start + step]), deadline, stop)
+            except PublishError as exc:
+                raise PublishError(str(exc), [*exc.unacknowledged, *posts[start + step :]]) from exc
+
+    def _publish_bounded(
+        self, pending: list[Post], deadline: float | None, stop: threading.Event | None
+    ) -> None:
+        backoff = _FIRST_BACKOFF_S
+        while pending:
+            pending, reason = self._send_round(pending, deadline)
+            if not pending:
+                return
+            wait = backoff
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+            if wait <= 0 or (stop is not None and stop.is_set()):
+                raise PublishError(
+                    f"{self.topic}: {len(pending)} post(s) not acknowledged by "
+                    f"{self.settings.bootstrap_servers}: {reason}",
+                    pending,
+                )
+            log.warning(
+                "%s: %d post(s) not acknowledged (%s); retrying in %.1fs",
+                self.topic,
+                len(pending),
+                reason,
+                wait,
+            )
+            if stop is not None:
+                if stop.wait(wait):
+                    raise PublishError(f"{self.topic}: stopped with {len(pending)} pending", pending)
+            else:
+                time.sleep(wait)
+            backoff = min(backoff * 2, self.settings.ingest_publish_backoff_max_s)
+
+    def _send_round(self, posts: list[Post], deadline: float | None) -> tuple[list[Post], str]:
+        """Send all, wait on every future; return the posts that failed and why."""
+        from kafka.errors import KafkaError
+
+        try:
+            producer = self._get_producer()
+        except KafkaError as exc:
+            return posts, f"cannot connect: {exc!r}"
+        futures = []
+        failed: list[Post] = []
+        reason = ""
+        for index, post in enumerate(posts):
+            try:
+                future = producer.send(self.topic, key=story_key(post), value=post.to_json())
+            except KafkaError as exc:
+                failed = posts[index:]
+                reason = f"send refused: {exc!r}"
+                break
+            futures.append((post, future))
+        ack_budget = self.settings.ingest_producer_delivery_timeout_s + 5.0
+        for post, future in futures:
+            wait = ack_budget
+            if deadline is not None:
+                wait = max(0.0, min(wait, deadline - time.monotonic()))
+            try:
+                future.get(timeout=wait)
+            except KafkaError as exc:
+                failed.append(post)
+                reason = reason or f"not acknowledged: {exc!r}"
+        if failed:
+            self._discard_producer(producer)
+        return failed, reason
+
+    def close(self) -> None:
+        with self._lock:
+            producer, self._producer = self._producer, None
+        if producer is not None:
+            producer.flush(timeout=self.settings.ingest_producer_delivery_timeout_s)
+            producer.close(timeout=5)

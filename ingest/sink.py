@@ -1,0 +1,72 @@
+"""Where sources hand their posts: a small interface, with an in-memory one for unit tests.
+
+``publish`` is synchronous on purpose: it returns only once every post is durable (for Kafka:
+acknowledged by all in-sync replicas), so a source may then advance its checkpoint or answer
+its caller. While the destination is down it keeps retrying, which pauses the calling source;
+it gives up only at the caller's deadline or stop signal, raising ``PublishError``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from collections.abc import Sequence
+from typing import Protocol
+
+from finsentry.schema import Post
+
+_NON_WORD = re.compile(r"[^0-9a-z]+")
+
+
+class PublishError(RuntimeError):
+    """Posts were not acknowledged in time; the caller must not treat them as delivered."""
+
+    def __init__(self, message: str, unacknowledged: Sequence[Post]) -> None:
+        super().__init__(message)
+        self.unacknowledged = list(unacknowledged)
+
+
+class PostSink(Protocol):
+    def publish(
+        self,
+        posts: Sequence[Post],
+        *,
+        timeout_s: float | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        """Deliver all posts or raise PublishError; never returns with a post unacknowledged."""
+
+    def close(self) -> None: ...
+
+
+def story_key(post: Post) -> bytes:
+    """Partition key: a fingerprint of the normalised headline (else body).
+
+    Syndicated copies of one story, and every re-send of one post, share it, so they land on
+    one partition where the stream's per-partition dedup can see them together.
+    """
+    text = _NON_WORD.sub(" ", (post.title or post.body).lower()).strip()
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32].encode("ascii")
+
+
+class MemorySink:
+    """Keeps published posts in a list. Unit tests only; ``down`` simulates an outage."""
+
+    def __init__(self) -> None:
+        self.posts: list[Post] = []
+        self.down = False
+
+    def publish(
+        self,
+        posts: Sequence[Post],
+        *,
+        timeout_s: float | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        if self.down:
+            raise PublishError(f"memory sink is down; {len(posts)} post(s) not taken", posts)
+        self.posts.extend(posts)
+
+    def close(self) -> None:
+        return None

@@ -181,18 +181,20 @@ def replay(
     failed = False
     try:
         for path in files:
-            try:
-                base = PRESETS[preset] if preset else detect_mapping(read_header(path))
-            except KeyError as exc:
-                raise typer.BadParameter(f"unknown preset {preset!r}", param_hint="--preset") from exc
+            if preset is not None and preset not in PRESETS:
+                raise typer.BadParameter(f"unknown preset {preset!r}", param_hint="--preset")
             changes: dict[str, object] = {"kind": post_kind, "source": source}
             if time_format:
                 changes["parse_time"] = strptime_parser(time_format, tz)
             elif tz != "UTC":
                 changes["parse_time"] = iso_parser(tz)
             try:
-                mapping = with_overrides(base, overrides, **changes)
-                mapping.validate_header(read_header(path), path)
+                header = read_header(path)
+                if preset or overrides:
+                    base = PRESETS[preset or "generic"]
+                else:
+                    base = detect_mapping(header)
+                mapping = with_overrides(base, overrides, **changes).fit_header(header, path)
                 result = replay_file(
                     path, mapping, sink=sink, store=store, extractor=default_extractor(),
                     pacer=Pacer(speed=speed, rate=rate), batch_size=settings.ingest_batch_size,

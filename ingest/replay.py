@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 FIELDS = ("id", "title", "body", "published_at", "url", "author", "lang", "tickers")
 FORMATS = ("csv", "jsonl", "parquet")
+_HEADER_SAMPLE = 100  # JSONL has no header: the union of the first records' keys stands in
 
 
 class ReplayError(ValueError):
@@ -53,12 +54,18 @@ class ColumnMapping:
     source: str | None = None  # default: replay:<preset or file stem>
     kind: Literal["news", "social"] = "news"
 
-    def validate_header(self, header: Sequence[str], path: Path) -> None:
+    def fit_header(self, header: Sequence[str], path: Path) -> ColumnMapping:
+        """This mapping without optional columns the file lacks; refuses a missing time/text."""
+        present = {f: c for f, c in self.columns.items() if c in header}
         missing = sorted(c for c in self.columns.values() if c not in header)
-        if missing:
+        if "published_at" not in present or not ({"title", "body"} & set(present)):
             raise ReplayError(
-                f"{path}: mapping {self.name!r} needs column(s) {missing}; the file has {list(header)}"
+                f"{path}: mapping {self.name!r} needs a time column and a title or body column; "
+                f"missing {missing}, the file has {list(header)}"
             )
+        if missing:
+            log.info("%s: no column(s) %s in the file; those fields stay empty", path, missing)
+        return replace(self, columns=present)
 
     def to_post(self, row: Row, *, source: str, received_at: datetime, extractor: TickerExtractor) -> Post:
         """Map one row; raises ValueError (SchemaError, TimeParseError) with the reason."""
@@ -164,15 +171,12 @@ def read_header(path: Path) -> list[str]:
         import pyarrow.parquet as pq
 
         return list(pq.ParquetFile(path).schema_arrow.names)
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                try:
-                    first = json.loads(line)
-                except json.JSONDecodeError:
-                    return []
-                return list(first) if isinstance(first, dict) else []
-    return []
+    keys: dict[str, None] = {}
+    for row in _jsonl_rows(path):
+        keys.update(dict.fromkeys(row.values or {}))
+        if row.number >= _HEADER_SAMPLE:
+            break
+    return list(keys)
 
 
 def read_rows(path: Path) -> Iterator[Row]:

@@ -160,7 +160,9 @@ class SocialPoller(ABC):
         url, params = self.request(cursor)
         response = self.client.get(url, params=params)
         if response.status_code == 429:
-            delay = parse_retry_after(response.headers.get("Retry-After")) or self.interval_s
+            delay = parse_retry_after(response.headers.get("Retry-After"))
+            if delay is None:
+                delay = self.interval_s
             raise RateLimited(min(delay, self.settings.ingest_max_retry_after_s))
         if response.status_code >= 400:
             raise PageError(f"HTTP {response.status_code} from {url}")

@@ -6,6 +6,8 @@ import json
 import logging
 import signal
 import threading
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -16,8 +18,9 @@ from finsentry.config import ConfigError, RssFeed, Settings, get_settings
 if TYPE_CHECKING:
     from ingest.polling import PolledSource
 
-ingest_app = typer.Typer(help="Sources into Kafka: RSS, webhook, replay, Reddit, StockTwits.",
-                         no_args_is_help=True)
+ingest_app = typer.Typer(
+    help="Sources into Kafka: RSS, webhook, replay, Reddit, StockTwits.", no_args_is_help=True
+)
 log = logging.getLogger("ingest")
 
 
@@ -27,10 +30,13 @@ def _settings() -> Settings:
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     # kafka-python logs every reconnect at INFO; our own lines say what matters.
-    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
+    logging.getLogger("kafka").setLevel(
+        max(logging.WARNING, logging.getLevelName(settings.log_level))
+    )
     return settings
 
 
@@ -58,17 +64,34 @@ def _poll(settings: Settings, build: str, names: list[str]) -> None:
     sink = KafkaPostSink(settings)
     client = make_client(settings)
     extractor = default_extractor()
-    common = {"settings": settings, "client": client, "store": store, "sink": sink,
-              "extractor": extractor}
     sources: list[PolledSource]
     if build == "rss":
         feeds = [*settings.ingest_rss_feeds, *(_feed(spec) for spec in names)]
-        sources = [RssPoller(feed, **common) for feed in feeds]  # type: ignore[arg-type]
+        sources = [
+            RssPoller(
+                f, settings=settings, client=client, store=store, sink=sink, extractor=extractor
+            )
+            for f in feeds
+        ]
     elif build == "reddit":
-        sources = [RedditPoller(sub, **common) for sub in names or settings.ingest_reddit_subreddits]  # type: ignore[arg-type]
+        sources = [
+            RedditPoller(
+                sub, extractor=extractor, settings=settings, client=client, store=store, sink=sink
+            )
+            for sub in names or settings.ingest_reddit_subreddits
+        ]
     else:
-        symbols = names or settings.ingest_stocktwits_symbols
-        sources = [StockTwitsPoller(sym.upper(), **common) for sym in symbols]  # type: ignore[arg-type]
+        sources = [
+            StockTwitsPoller(
+                sym.upper(),
+                extractor=extractor,
+                settings=settings,
+                client=client,
+                store=store,
+                sink=sink,
+            )
+            for sym in names or settings.ingest_stocktwits_symbols
+        ]
     if not sources:
         typer.echo(f"error: no {build} sources configured", err=True)
         raise typer.Exit(2)
@@ -95,13 +118,17 @@ def rss(feed: Annotated[list[str] | None, typer.Option(help="Extra feed NAME=URL
 
 
 @ingest_app.command("reddit")
-def reddit(sub: Annotated[list[str] | None, typer.Option(help="Subreddit (repeatable)")] = None) -> None:
+def reddit(
+    sub: Annotated[list[str] | None, typer.Option(help="Subreddit (repeatable)")] = None,
+) -> None:
     """Poll subreddit /new listings (default: ``ingest_reddit_subreddits``)."""
     _poll(_settings(), "reddit", sub or [])
 
 
 @ingest_app.command("stocktwits")
-def stocktwits(symbol: Annotated[list[str] | None, typer.Option(help="Symbol (repeatable)")] = None) -> None:
+def stocktwits(
+    symbol: Annotated[list[str] | None, typer.Option(help="Symbol (repeatable)")] = None,
+) -> None:
     """Poll StockTwits symbol streams (default: ``ingest_stocktwits_symbols``)."""
     _poll(_settings(), "stocktwits", symbol or [])
 
@@ -136,9 +163,13 @@ def replay(
     files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, readable=True)],
     preset: Annotated[str | None, typer.Option(help="cnbc | guardian | benzinga | generic")] = None,
     map_: Annotated[list[str] | None, typer.Option("--map", help="FIELD=COLUMN")] = None,
-    time_format: Annotated[str | None, typer.Option(help="strptime format of the time column")] = None,
+    time_format: Annotated[
+        str | None, typer.Option(help="strptime format of the time column")
+    ] = None,
     tz: Annotated[str, typer.Option(help="Zone of times without an offset")] = "UTC",
-    source: Annotated[str | None, typer.Option(help="Source name (default replay:<preset|file>)")] = None,
+    source: Annotated[
+        str | None, typer.Option(help="Source name (default replay:<preset|file>)")
+    ] = None,
     kind: Annotated[str, typer.Option(help="news | social")] = "news",
     speed: Annotated[float | None, typer.Option(help="Event-time speed-up, e.g. 60")] = None,
     rate: Annotated[float | None, typer.Option(help="Posts per second")] = None,
@@ -174,9 +205,12 @@ def replay(
     stop = _stop_on_signals()
     reject_file = rejects.open("a", encoding="utf-8") if rejects else None
 
-    def on_reject(rejection: Rejection, path: Path) -> None:
-        if reject_file is not None:
-            reject_file.write(json.dumps({"file": str(path), **rejection.__dict__}) + "\n")
+    def report_to(path: Path) -> Callable[[Rejection], None]:
+        def write(rejection: Rejection) -> None:
+            if reject_file is not None:
+                reject_file.write(json.dumps({"file": str(path), **asdict(rejection)}) + "\n")
+
+        return write
 
     failed = False
     try:
@@ -196,17 +230,27 @@ def replay(
                     base = detect_mapping(header)
                 mapping = with_overrides(base, overrides, **changes).fit_header(header, path)
                 result = replay_file(
-                    path, mapping, sink=sink, store=store, extractor=default_extractor(),
-                    pacer=Pacer(speed=speed, rate=rate), batch_size=settings.ingest_batch_size,
-                    sort=sort, restart=restart, stop=stop, progress=progress,
-                    on_reject=lambda r, p=path: on_reject(r, p),
+                    path,
+                    mapping,
+                    sink=sink,
+                    store=store,
+                    extractor=default_extractor(),
+                    pacer=Pacer(speed=speed, rate=rate),
+                    batch_size=settings.ingest_batch_size,
+                    sort=sort,
+                    restart=restart,
+                    stop=stop,
+                    progress=progress,
+                    on_reject=report_to(path),
                 )
             except ReplayError as exc:
                 typer.echo(f"error: {exc}", err=True)
                 failed = True
                 continue
             except PublishError as exc:
-                typer.echo(f"stopped: {exc}; the checkpoint holds the last acknowledged row", err=True)
+                typer.echo(
+                    f"stopped: {exc}; the checkpoint holds the last acknowledged row", err=True
+                )
                 raise typer.Exit(1) from exc
             typer.echo(result.summary())
             if not result.completed:

@@ -20,7 +20,9 @@ class SourceMetrics:
     errors: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def add(self, *, fetched: int = 0, published: int = 0, rejected: int = 0, errors: int = 0) -> None:
+    def add(
+        self, *, fetched: int = 0, published: int = 0, rejected: int = 0, errors: int = 0
+    ) -> None:
         with self._lock:
             self.fetched += fetched
             self.published += published

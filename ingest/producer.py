@@ -2,10 +2,11 @@
 
 acks=all with idempotence, so a retried batch is written once; compression; a bounded
 buffer: kafka-python 3 has no ``buffer_memory``, so at most ``ingest_producer_max_pending``
-posts are handed to it before their acknowledgements are awaited. The producer retries inside one delivery timeout; past that, ``publish`` resends what was not
-acknowledged with exponential backoff, on a fresh producer, until it succeeds or the
-caller's deadline passes. Ids are stable, so a resend after a lost acknowledgement is a
-duplicate the stream drops, never a loss.
+posts are handed to it before their acknowledgements are awaited. The producer retries
+inside one delivery timeout; past that, ``publish`` resends what was not acknowledged with
+exponential backoff, on a fresh producer, until it succeeds or the caller's deadline passes.
+Ids are stable, so a resend after a lost acknowledgement is a duplicate the stream drops,
+never a loss.
 """
 
 from __future__ import annotations
@@ -115,7 +116,9 @@ class KafkaPostSink:
             )
             if stop is not None:
                 if stop.wait(wait):
-                    raise PublishError(f"{self.topic}: stopped with {len(pending)} pending", pending)
+                    raise PublishError(
+                        f"{self.topic}: stopped with {len(pending)} pending", pending
+                    )
             else:
                 time.sleep(wait)
             backoff = min(backoff * 2, self.settings.ingest_publish_backoff_max_s)

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from finsentry.schema import Post, SchemaError
+from finsentry.schema import Post
 from ingest.posts import make_post
 from ingest.tickers import TickerExtractor
 from ingest.timeparse import TimeParseError, TimeParser, iso_parser, parse_cnbc, parse_day
@@ -67,7 +67,9 @@ class ColumnMapping:
             log.info("%s: no column(s) %s in the file; those fields stay empty", path, missing)
         return replace(self, columns=present)
 
-    def to_post(self, row: Row, *, source: str, received_at: datetime, extractor: TickerExtractor) -> Post:
+    def to_post(
+        self, row: Row, *, source: str, received_at: datetime, extractor: TickerExtractor
+    ) -> Post:
         """Map one row; raises ValueError (SchemaError, TimeParseError) with the reason."""
         if row.problem or row.values is None:
             raise ValueError(row.problem or "empty record")
@@ -118,7 +120,9 @@ PRESETS: dict[str, ColumnMapping] = {
     "cnbc": ColumnMapping(
         "cnbc", {"title": "Headlines", "body": "Description", "published_at": "Time"}, parse_cnbc
     ),
-    "guardian": ColumnMapping("guardian", {"title": "Headlines", "published_at": "Time"}, parse_day),
+    "guardian": ColumnMapping(
+        "guardian", {"title": "Headlines", "published_at": "Time"}, parse_day
+    ),
     "benzinga": ColumnMapping(
         "benzinga", {"id": "", "title": "title", "published_at": "date", "tickers": "stock"}
     ),
@@ -147,7 +151,9 @@ def detect_mapping(header: Sequence[str]) -> ColumnMapping:
     return ColumnMapping("generic", columns)
 
 
-def with_overrides(mapping: ColumnMapping, overrides: Mapping[str, str], **changes: Any) -> ColumnMapping:
+def with_overrides(
+    mapping: ColumnMapping, overrides: Mapping[str, str], **changes: Any
+) -> ColumnMapping:
     unknown = sorted(set(overrides) - set(FIELDS))
     if unknown:
         raise ReplayError(f"--map: unknown field(s) {unknown}; fields are {list(FIELDS)}")
@@ -194,9 +200,7 @@ def _csv_rows(path: Path) -> Iterator[Row]:
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.reader(handle)
         header = next(reader, [])
-        number = 0
-        for record in reader:
-            number += 1
+        for number, record in enumerate(reader, start=1):
             where = f"line {reader.line_num}"
             if not any(cell.strip() for cell in record):
                 yield Row(number, where, None, "empty record")
@@ -246,8 +250,13 @@ def count_rows(path: Path) -> int:
 class Pacer:
     """When each post is due: as fast as possible, ``rate`` posts/s, or ``speed`` x event time."""
 
-    def __init__(self, *, speed: float | None = None, rate: float | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        speed: float | None = None,
+        rate: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if speed is not None and rate is not None:
             raise ReplayError("--speed and --rate exclude each other")
         if (speed is not None and speed <= 0) or (rate is not None and rate <= 0):
@@ -287,7 +296,9 @@ class Rejection:
 def rows_fingerprint(path: Path, mapping: ColumnMapping, sort: bool) -> str:
     """Identifies the file version and row order a checkpoint refers to."""
     stat = path.stat()
-    return f"{stat.st_size}:{stat.st_mtime_ns}:{mapping.name}:{sorted(mapping.columns.items())}:{sort}"
+    return (
+        f"{stat.st_size}:{stat.st_mtime_ns}:{mapping.name}:{sorted(mapping.columns.items())}:{sort}"
+    )
 
 
 def utcnow() -> datetime:
@@ -311,7 +322,9 @@ def ordered_rows(path: Path, mapping: ColumnMapping, sort: bool) -> Iterator[Row
     yield from sorted(read_rows(path), key=key)
 
 
-def stop_aware_sleep(until: float, stop: threading.Event | None, clock: Callable[[], float]) -> bool:
+def stop_aware_sleep(
+    until: float, stop: threading.Event | None, clock: Callable[[], float]
+) -> bool:
     """Sleep until ``until``; False when stopped first."""
     remaining = until - clock()
     if remaining <= 0:

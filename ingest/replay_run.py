@@ -118,7 +118,9 @@ def replay_file(
             if stop is not None and stop.is_set():
                 break
             try:
-                post = mapping.to_post(row, source=source, received_at=utcnow(), extractor=extractor)
+                post = mapping.to_post(
+                    row, source=source, received_at=utcnow(), extractor=extractor
+                )
             except ValueError as exc:
                 rejection = Rejection(row.number, row.where, str(exc))
                 result.rejections.append(rejection)

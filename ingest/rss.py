@@ -149,7 +149,8 @@ class RssPoller:
         try:
             response = self.client.get(self.feed.url, headers=headers)
         except httpx.HTTPError as exc:
-            return self._error(f"fetch failed: {exc!r}")
+            self._error(f"fetch failed: {exc!r}")
+            return None
         if response.status_code == 304:
             self.metrics.log_cycle("304 not modified")
             return None
@@ -158,7 +159,8 @@ class RssPoller:
             self._error(f"HTTP {response.status_code}, retry after {delay}s")
             return min(delay or 0.0, self.settings.ingest_max_retry_after_s)
         if response.status_code >= 400:
-            return self._error(f"HTTP {response.status_code}")
+            self._error(f"HTTP {response.status_code}")
+            return None
         try:
             parsed = parse_feed(
                 self.feed.name,
@@ -168,7 +170,8 @@ class RssPoller:
                 extractor=self.extractor,
             )
         except FeedError as exc:
-            return self._error(str(exc))
+            self._error(str(exc))
+            return None
         if parsed.warning:
             log.warning("%s", parsed.warning)
         for label, reason in parsed.rejected:

@@ -46,8 +46,9 @@ class RateLimited(Exception):
     delay_s: float
 
 
-def reddit_page(data: Any, *, subreddit: str, base_url: str, received_at: datetime,
-                extractor: TickerExtractor) -> Page:
+def reddit_page(
+    data: Any, *, subreddit: str, base_url: str, received_at: datetime, extractor: TickerExtractor
+) -> Page:
     """One ``/r/<sub>/new.json`` Listing -> Posts (newest first, as Reddit sends them)."""
     try:
         listing = data["data"]
@@ -88,8 +89,9 @@ def reddit_page(data: Any, *, subreddit: str, base_url: str, received_at: dateti
     return Page(items, rejected, str(after) if after else None)
 
 
-def stocktwits_page(data: Any, *, symbol: str, received_at: datetime,
-                    extractor: TickerExtractor) -> Page:
+def stocktwits_page(
+    data: Any, *, symbol: str, received_at: datetime, extractor: TickerExtractor
+) -> Page:
     """One ``/streams/symbol/<SYM>.json`` page -> Posts; the cursor's ``max`` pages back."""
     try:
         messages = data["messages"]
@@ -113,7 +115,9 @@ def stocktwits_page(data: Any, *, symbol: str, received_at: datetime,
             if published is not None and published.tzinfo is None:
                 raise ValueError(f"created_at {created!r} has no timezone")
             user = message.get("user") or {}
-            symbols = [s.get("symbol", "") for s in message.get("symbols") or [] if isinstance(s, dict)]
+            symbols = [
+                s.get("symbol", "") for s in message.get("symbols") or [] if isinstance(s, dict)
+            ]
             post = make_post(
                 source=f"stocktwits:{symbol}",
                 kind="social",
@@ -137,8 +141,16 @@ def stocktwits_page(data: Any, *, symbol: str, received_at: datetime,
 class SocialPoller(ABC):
     """Shared polling for a paged source: page back to known items, publish, save state."""
 
-    def __init__(self, name: str, interval_s: float, *, settings: Settings, client: httpx.Client,
-                 store: Store, sink: PostSink) -> None:
+    def __init__(
+        self,
+        name: str,
+        interval_s: float,
+        *,
+        settings: Settings,
+        client: httpx.Client,
+        store: Store,
+        sink: PostSink,
+    ) -> None:
         self.name = name
         self.interval_s = interval_s
         self.settings = settings
@@ -210,10 +222,12 @@ class SocialPoller(ABC):
 
 
 class RedditPoller(SocialPoller):
-    def __init__(self, subreddit: str, *, extractor: TickerExtractor, settings: Settings,
-                 **kwargs: Any) -> None:
-        super().__init__(f"reddit:{subreddit}", settings.ingest_reddit_interval_s,
-                         settings=settings, **kwargs)
+    def __init__(
+        self, subreddit: str, *, extractor: TickerExtractor, settings: Settings, **kwargs: Any
+    ) -> None:
+        super().__init__(
+            f"reddit:{subreddit}", settings.ingest_reddit_interval_s, settings=settings, **kwargs
+        )
         self.subreddit = subreddit
         self.extractor = extractor
 
@@ -221,19 +235,31 @@ class RedditPoller(SocialPoller):
         params = {"limit": "100", "raw_json": "1"}
         if cursor:
             params["after"] = cursor
-        return f"{self.settings.ingest_reddit_base_url.rstrip('/')}/r/{self.subreddit}/new.json", params
+        return (
+            f"{self.settings.ingest_reddit_base_url.rstrip('/')}/r/{self.subreddit}/new.json",
+            params,
+        )
 
     def page(self, data: Any) -> Page:
-        return reddit_page(data, subreddit=self.subreddit,
-                           base_url=self.settings.ingest_reddit_base_url,
-                           received_at=datetime.now(UTC), extractor=self.extractor)
+        return reddit_page(
+            data,
+            subreddit=self.subreddit,
+            base_url=self.settings.ingest_reddit_base_url,
+            received_at=datetime.now(UTC),
+            extractor=self.extractor,
+        )
 
 
 class StockTwitsPoller(SocialPoller):
-    def __init__(self, symbol: str, *, extractor: TickerExtractor, settings: Settings,
-                 **kwargs: Any) -> None:
-        super().__init__(f"stocktwits:{symbol}", settings.ingest_stocktwits_interval_s,
-                         settings=settings, **kwargs)
+    def __init__(
+        self, symbol: str, *, extractor: TickerExtractor, settings: Settings, **kwargs: Any
+    ) -> None:
+        super().__init__(
+            f"stocktwits:{symbol}",
+            settings.ingest_stocktwits_interval_s,
+            settings=settings,
+            **kwargs,
+        )
         self.symbol = symbol
         self.extractor = extractor
 
@@ -243,5 +269,6 @@ class StockTwitsPoller(SocialPoller):
         return f"{base}/streams/symbol/{self.symbol}.json", params
 
     def page(self, data: Any) -> Page:
-        return stocktwits_page(data, symbol=self.symbol, received_at=datetime.now(UTC),
-                               extractor=self.extractor)
+        return stocktwits_page(
+            data, symbol=self.symbol, received_at=datetime.now(UTC), extractor=self.extractor
+        )

@@ -27,13 +27,30 @@ AMBIGUOUS_SYMBOLS: Final = frozenset(
     FAST FE FER FIX FOX GEN GL HAS HD HOOD ICE IEX IP IR IT J KEY KEYS L LH LII LOW LW MA MAR
     MET MO MS NI NOW O ON PG PH PM POOL PSA Q RF RL SHOP SO SNA SW TAP TEAM TECH TEL TT WELL
     WM
-    """.split()
+    """.split()  # noqa: SIM905 (a word list reads better as words)
 )
 
 # Names that are ordinary words or places; they need a cashtag or exchange notation.
 AMBIGUOUS_NAMES: Final = frozenset(
-    {"Ball", "Block", "Corning", "Dover", "Equity", "Gap", "Match", "Mosaic", "Progressive",
-     "Southern", "Target", "Next", "Smiths", "Whitbread", "Unite", "Intertek", "Sage"}
+    {
+        "Ball",
+        "Block",
+        "Corning",
+        "Dover",
+        "Equity",
+        "Gap",
+        "Match",
+        "Mosaic",
+        "Progressive",
+        "Southern",
+        "Target",
+        "Next",
+        "Smiths",
+        "Whitbread",
+        "Unite",
+        "Intertek",
+        "Sage",
+    }
 )
 
 # Everyday names for companies whose listed name differs ("Alphabet Inc." is "Google").
@@ -71,7 +88,8 @@ _SUFFIXES = re.compile(
 )
 _CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z][A-Za-z0-9]{0,5}(?:[.-][A-Za-z]{1,2})?)(?![\w])")
 _EXCHANGE = re.compile(
-    r"\b(?:NYSE|NASDAQ|Nasdaq|NYSE American|AMEX|LSE|OTC)\s*:\s*([A-Z][A-Z0-9]{0,5}(?:\.[A-Z]{1,2})?)\b"
+    r"\b(?:NYSE|NASDAQ|Nasdaq|NYSE American|AMEX|LSE|OTC)\s*:\s*"
+    r"([A-Z][A-Z0-9]{0,5}(?:\.[A-Z]{1,2})?)\b"
 )
 _BARE = re.compile(r"(?<![\w$.&-])([A-Z]{2,5}(?:\.[A-Z])?)(?![\w&-])")
 _TICKER_SHAPE = re.compile(r"^[A-Z][A-Z0-9.\-]{0,9}$")
@@ -129,7 +147,7 @@ class TickerExtractor:
         self.tickers = tickers
         names = sorted(tickers.names, key=len, reverse=True)
         alternation = "|".join(re.escape(n) for n in names)
-        self._names = re.compile(rf"(?<![\w&-])({alternation})(?:'s|’s)?(?![\w&-])")
+        self._names = re.compile(rf"(?<![\w&-])({alternation})(?:'s|\u2019s)?(?![\w&-])")
 
     def extract(self, *texts: str | None, hints: Iterable[str] = ()) -> tuple[str, ...]:
         """Tickers in order of first mention; ``hints`` (source-given symbols) come first."""

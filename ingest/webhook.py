@@ -31,8 +31,12 @@ from ingest.tickers import TickerExtractor
 log = logging.getLogger(__name__)
 
 JSON_TYPES = ("application/json", "text/json")
-NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl",
-                "application/x-jsonlines")
+NDJSON_TYPES = (
+    "application/x-ndjson",
+    "application/ndjson",
+    "application/jsonl",
+    "application/x-jsonlines",
+)
 
 
 class WebhookPost(BaseModel):
@@ -87,7 +91,9 @@ def _loads(text: str, where: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise BadRequest(400, [_error(None, f"({where})", f"not JSON: {exc.msg} at {exc.pos}")]) from exc
+        raise BadRequest(
+            400, [_error(None, f"({where})", f"not JSON: {exc.msg} at {exc.pos}")]
+        ) from exc
     except RecursionError as exc:
         raise BadRequest(400, [_error(None, f"({where})", "JSON nested too deeply")]) from exc
 
@@ -147,7 +153,9 @@ def _to_post(item: dict[str, Any], received_at: datetime, extractor: TickerExtra
 
 def make_app(settings: Settings, sink: PostSink, extractor: TickerExtractor) -> web.Application:
     """The aiohttp app; ``client_max_size`` makes aiohttp answer 413 to oversize bodies."""
-    token = settings.ingest_webhook_token.get_secret_value() if settings.ingest_webhook_token else None
+    token = (
+        settings.ingest_webhook_token.get_secret_value() if settings.ingest_webhook_token else None
+    )
     metrics = SourceMetrics("webhook")
 
     async def receive(request: web.Request) -> web.Response:
@@ -202,7 +210,9 @@ def make_app(settings: Settings, sink: PostSink, extractor: TickerExtractor) -> 
 def _authorised(request: web.Request, token: str) -> bool:
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    )
 
 
 class WebhookServer:

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from finsentry.localkafka import LocalKafka
 from pydantic import SecretStr
 
 from finsentry.config import Settings, load_settings
-from finsentry.localkafka import LocalKafka
 from finsentry.store import Store
 from ingest.producer import KafkaPostSink
 from ingest.replay import Pacer, detect_mapping, read_header
@@ -30,14 +30,22 @@ CNBC = Path(__file__).resolve().parents[2] / "data" / "fin_news_headlines" / "cn
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalKafka, Settings]]:
     data_dir = tmp_path_factory.mktemp("outage-broker")
-    kafka = LocalKafka(load_settings(data_dir=data_dir, kafka_port=free_port(),
-                                     kafka_controller_port=free_port()))
+    kafka = LocalKafka(
+        load_settings(data_dir=data_dir, kafka_port=free_port(), kafka_controller_port=free_port())
+    )
     kafka.start()
     try:
-        yield kafka, load_settings(
-            data_dir=data_dir / "client", kafka_bootstrap=kafka.bootstrap, kafka_partitions=3,
-            ingest_producer_delivery_timeout_s=3.0, ingest_producer_max_block_s=2.0,
-            ingest_publish_backoff_max_s=2.0, ingest_webhook_publish_timeout_s=4.0,
+        yield (
+            kafka,
+            load_settings(
+                data_dir=data_dir / "client",
+                kafka_bootstrap=kafka.bootstrap,
+                kafka_partitions=3,
+                ingest_producer_delivery_timeout_s=3.0,
+                ingest_producer_max_block_s=2.0,
+                ingest_publish_backoff_max_s=2.0,
+                ingest_webhook_publish_timeout_s=4.0,
+            ),
         )
     finally:
         kafka.stop()
@@ -69,14 +77,24 @@ def test_replay_through_a_broker_outage_loses_and_duplicates_nothing(
 
     def run() -> None:
         outcome["result"] = replay_file(
-            CNBC, detect_mapping(read_header(CNBC)), sink=sink, store=store,
-            extractor=default_extractor(), pacer=Pacer(rate=500), batch_size=50, progress=False,
+            CNBC,
+            detect_mapping(read_header(CNBC)),
+            sink=sink,
+            store=store,
+            extractor=default_extractor(),
+            pacer=Pacer(rate=500),
+            batch_size=50,
+            progress=False,
         )
 
     worker = threading.Thread(target=run)
     try:
         worker.start()
-        wait_until(lambda: (store.get_state(state_key) or {}).get("next_row", 0) >= 500, 60, "replay under way")
+        wait_until(
+            lambda: (store.get_state(state_key) or {}).get("next_row", 0) >= 500,
+            60,
+            "replay under way",
+        )
         kafka.stop()
         wait_until(warnings.seen.is_set, 60, "the producer to notice the outage")
         stalled_at = store.get_state(state_key)["next_row"]

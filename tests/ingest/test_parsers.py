@@ -21,8 +21,13 @@ NOW = datetime(2024, 5, 2, tzinfo=UTC)
 
 
 def feed(name: str, content_type: str = "application/rss+xml"):  # type: ignore[no-untyped-def]
-    return parse_feed("wire", (FIXTURES / name).read_bytes(), content_type=content_type,
-                      received_at=NOW, extractor=default_extractor())
+    return parse_feed(
+        "wire",
+        (FIXTURES / name).read_bytes(),
+        content_type=content_type,
+        received_at=NOW,
+        extractor=default_extractor(),
+    )
 
 
 def test_rss_items_keep_guid_time_and_tickers() -> None:
@@ -54,9 +59,13 @@ def test_html_and_broken_xml_are_feed_errors() -> None:
 
 
 def test_reddit_listing_and_its_cursor() -> None:
-    page = reddit_page(json.loads((FIXTURES / "reddit_new_page1.json").read_text()),
-                       subreddit="stocks", base_url="https://reddit.test", received_at=NOW,
-                       extractor=default_extractor())
+    page = reddit_page(
+        json.loads((FIXTURES / "reddit_new_page1.json").read_text()),
+        subreddit="stocks",
+        base_url="https://reddit.test",
+        received_at=NOW,
+        extractor=default_extractor(),
+    )
     assert [k for k, _ in page.items] == ["t3_e5", "t3_d4", "t3_c3"]
     post = page.items[0][1]
     assert post.id == "reddit:stocks:t3_e5" and post.kind == "social"
@@ -65,29 +74,43 @@ def test_reddit_listing_and_its_cursor() -> None:
     assert post.tickers == ("NVDA",)
     assert page.items[1][1].tickers == ("AAPL",)
     assert page.next_cursor == "t3_c3"
-    last = reddit_page(json.loads((FIXTURES / "reddit_new_page2.json").read_text()),
-                       subreddit="stocks", base_url="https://reddit.test", received_at=NOW,
-                       extractor=default_extractor())
+    last = reddit_page(
+        json.loads((FIXTURES / "reddit_new_page2.json").read_text()),
+        subreddit="stocks",
+        base_url="https://reddit.test",
+        received_at=NOW,
+        extractor=default_extractor(),
+    )
     assert last.next_cursor is None and [label for label, _ in last.rejected] == ["t3_a1"]
 
 
 def test_stocktwits_page_and_cursor() -> None:
-    page = stocktwits_page(json.loads((FIXTURES / "stocktwits_aapl_page1.json").read_text()),
-                           symbol="AAPL", received_at=NOW, extractor=default_extractor())
+    page = stocktwits_page(
+        json.loads((FIXTURES / "stocktwits_aapl_page1.json").read_text()),
+        symbol="AAPL",
+        received_at=NOW,
+        extractor=default_extractor(),
+    )
     [(key, post), (_, other)] = page.items
     assert key == "500003" and post.id == "stocktwits:AAPL:500003" and post.author == "bull1"
     assert post.published_at == datetime(2024, 5, 1, 14, 2, tzinfo=UTC)
     assert other.tickers == ("AAPL", "MSFT")
     assert page.next_cursor == "500002"
-    last = stocktwits_page(json.loads((FIXTURES / "stocktwits_aapl_page2.json").read_text()),
-                           symbol="AAPL", received_at=NOW, extractor=default_extractor())
+    last = stocktwits_page(
+        json.loads((FIXTURES / "stocktwits_aapl_page2.json").read_text()),
+        symbol="AAPL",
+        received_at=NOW,
+        extractor=default_extractor(),
+    )
     assert last.next_cursor is None and [label for label, _ in last.rejected] == ["500000"]
 
 
 @pytest.mark.parametrize("garbage", [None, [], "<html>", {"data": 3}, {"kind": "Listing"}, 7])
 def test_garbage_pages_are_page_errors(garbage: object) -> None:
     with pytest.raises(PageError):
-        reddit_page(garbage, subreddit="s", base_url="b", received_at=NOW, extractor=default_extractor())
+        reddit_page(
+            garbage, subreddit="s", base_url="b", received_at=NOW, extractor=default_extractor()
+        )
     with pytest.raises(PageError):
         stocktwits_page(garbage, symbol="X", received_at=NOW, extractor=default_extractor())
 
@@ -102,7 +125,9 @@ def test_retry_after_forms() -> None:
 def test_story_key_groups_copies_of_one_headline() -> None:
     posts = feed("rss_page1.xml").items
     first = posts[0][1]
-    copy = first.model_copy(update={"id": "other:1", "title": "APPLE beats estimates, as iPhone sales jump!"})
+    copy = first.model_copy(
+        update={"id": "other:1", "title": "APPLE beats estimates, as iPhone sales jump!"}
+    )
     assert story_key(first) == story_key(copy) != story_key(posts[1][1])
 
 

@@ -40,13 +40,21 @@ def store(tmp_path: Path) -> Store:
 def _replay(path: Path, store: Store, sink: MemorySink, **kwargs: object):  # type: ignore[no-untyped-def]
     mapping = kwargs.pop("mapping", None) or detect_mapping(read_header(path))
     return replay_file(
-        path, mapping, sink=sink, store=store, extractor=default_extractor(),  # type: ignore[arg-type]
-        pacer=kwargs.pop("pacer", Pacer()), batch_size=kwargs.pop("batch_size", 200),  # type: ignore[arg-type]
-        progress=False, **kwargs,  # type: ignore[arg-type]
+        path,
+        mapping,
+        sink=sink,
+        store=store,
+        extractor=default_extractor(),  # type: ignore[arg-type]
+        pacer=kwargs.pop("pacer", Pacer()),
+        batch_size=kwargs.pop("batch_size", 200),  # type: ignore[arg-type]
+        progress=False,
+        **kwargs,  # type: ignore[arg-type]
     )
 
 
-@pytest.mark.parametrize(("path", "preset"), [(CNBC, "cnbc"), (GUARDIAN, "guardian"), (BENZINGA, "benzinga")])
+@pytest.mark.parametrize(
+    ("path", "preset"), [(CNBC, "cnbc"), (GUARDIAN, "guardian"), (BENZINGA, "benzinga")]
+)
 def test_bundled_files_are_detected(path: Path, preset: str) -> None:
     assert detect_mapping(read_header(path)).name == preset
 
@@ -92,7 +100,10 @@ def test_benzinga_rows_carry_their_stock_and_report_broken_records(store: Store)
     sink = MemorySink()
     result = _replay(BENZINGA, store, sink)
     assert sink.posts[0].tickers[0] == "A"
-    assert {r.reason for r in result.rejections} == {"2 fields, header has 4", "3 fields, header has 4"}
+    assert {r.reason for r in result.rejections} == {
+        "2 fields, header has 4",
+        "3 fields, header has 4",
+    }
     assert all(r.where.startswith("line ") and r.number > 0 for r in result.rejections)
 
 
@@ -104,10 +115,20 @@ def test_guardian_month_only_rows_are_rejected_with_row_numbers(store: Store) ->
 
 def test_jsonl_and_parquet_read_the_same_rows(tmp_path: Path, store: Store) -> None:
     records = [
-        {"id": "a", "title": "Apple beats", "body": None, "published_at": "2020-01-02T03:04:05Z",
-         "tickers": "AAPL"},
-        {"id": "b", "title": None, "body": "$TSLA slides", "published_at": "2020-01-02T04:00:00+01:00",
-         "tickers": None},
+        {
+            "id": "a",
+            "title": "Apple beats",
+            "body": None,
+            "published_at": "2020-01-02T03:04:05Z",
+            "tickers": "AAPL",
+        },
+        {
+            "id": "b",
+            "title": None,
+            "body": "$TSLA slides",
+            "published_at": "2020-01-02T04:00:00+01:00",
+            "tickers": None,
+        },
     ]
     jsonl = tmp_path / "posts.jsonl"
     jsonl.write_text(
@@ -133,7 +154,9 @@ def test_jsonl_and_parquet_read_the_same_rows(tmp_path: Path, store: Store) -> N
 
 def test_checkpoint_resumes_after_an_outage_without_resending(tmp_path: Path, store: Store) -> None:
     path = tmp_path / "posts.csv"
-    lines = ["title,published_at"] + [f"story {i},2020-01-01T00:{i // 60:02d}:{i % 60:02d}Z" for i in range(250)]
+    lines = ["title,published_at"] + [
+        f"story {i},2020-01-01T00:{i // 60:02d}:{i % 60:02d}Z" for i in range(250)
+    ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     sink = MemorySink()
 
@@ -160,7 +183,9 @@ def test_changed_file_invalidates_the_checkpoint(tmp_path: Path, store: Store) -
     path = tmp_path / "posts.csv"
     path.write_text("title,published_at\na,2020-01-01T00:00:00Z\n", encoding="utf-8")
     _replay(path, store, MemorySink())
-    path.write_text("title,published_at\na,2020-01-01T00:00:00Z\nb,2020-01-01T00:00:01Z\n", encoding="utf-8")
+    path.write_text(
+        "title,published_at\na,2020-01-01T00:00:00Z\nb,2020-01-01T00:00:01Z\n", encoding="utf-8"
+    )
     sink = MemorySink()
     assert _replay(path, store, sink).published == 2
 
@@ -198,8 +223,9 @@ def test_sorted_replay_is_in_event_time_order(store: Store) -> None:
 def test_mapping_custom_source_and_kind(tmp_path: Path, store: Store) -> None:
     path = tmp_path / "t.csv"
     path.write_text("text,ts\n$GME to the moon,2021-01-27 10:00\n", encoding="utf-8")
-    mapping = ColumnMapping("custom", {"body": "text", "published_at": "ts"},
-                            source="replay:wsb", kind="social")
+    mapping = ColumnMapping(
+        "custom", {"body": "text", "published_at": "ts"}, source="replay:wsb", kind="social"
+    )
     sink = MemorySink()
     _replay(path, store, sink, mapping=mapping)
     assert sink.posts[0].source == "replay:wsb" and sink.posts[0].kind == "social"

@@ -32,18 +32,30 @@ class FeedRoute:
     delay_s: float = 0.0
 
     def __call__(self, request: Request) -> Reply:
-        validator = f'"{self.version}"' if self.use_etag else f"Sat, 18 Jul 2020 09:0{len(self.version)}:00 GMT"
+        validator = (
+            f'"{self.version}"'
+            if self.use_etag
+            else f"Sat, 18 Jul 2020 09:0{len(self.version)}:00 GMT"
+        )
         header = "ETag" if self.use_etag else "Last-Modified"
         asked = request.headers.get("if-none-match" if self.use_etag else "if-modified-since")
         if asked == validator:
             return Reply(304)
         body = (FIXTURES / self.file).read_bytes()
-        return Reply(200, body, {"Content-Type": self.content_type, header: validator}, self.delay_s)
+        return Reply(
+            200, body, {"Content-Type": self.content_type, header: validator}, self.delay_s
+        )
 
 
 def poller(name: str, url: str, settings: Settings, store: Store, sink: KafkaPostSink) -> RssPoller:
-    return RssPoller(RssFeed(name=name, url=url), settings=settings, client=make_client(settings),
-                     store=store, sink=sink, extractor=default_extractor())
+    return RssPoller(
+        RssFeed(name=name, url=url),
+        settings=settings,
+        client=make_client(settings),
+        store=store,
+        sink=sink,
+        extractor=default_extractor(),
+    )
 
 
 def test_each_new_item_is_published_once_across_a_restart(
@@ -63,17 +75,30 @@ def test_each_new_item_is_published_once_across_a_restart(
     route.file, route.version = "rss_page2.xml", "v2"  # one new item, three repeated
     restarted = poller("wire", url, posts_settings, store, KafkaPostSink(posts_settings))
     restarted.poll_once(stop)
-    assert restarted.metrics.snapshot() == {"fetched": 4, "published": 1, "rejected": 0, "errors": 0}
+    assert restarted.metrics.snapshot() == {
+        "fetched": 4,
+        "published": 1,
+        "rejected": 0,
+        "errors": 0,
+    }
     sink.close()
     records = read_posts(posts_settings)
     ids = sorted(post.id for _, post in records)
-    assert ids == ["rss:wire:http://example.test/a3", "rss:wire:wire-0001", "rss:wire:wire-0002",
-                   "rss:wire:wire-0004"]
+    assert ids == [
+        "rss:wire:http://example.test/a3",
+        "rss:wire:wire-0001",
+        "rss:wire:wire-0002",
+        "rss:wire:wire-0004",
+    ]
 
 
-def test_last_modified_is_sent_back(http_server: FakeHttpServer, posts_settings: Settings, store: Store) -> None:
+def test_last_modified_is_sent_back(
+    http_server: FakeHttpServer, posts_settings: Settings, store: Store
+) -> None:
     http_server.routes["/atom"] = FeedRoute("atom.xml", "application/atom+xml", use_etag=False)
-    feed = poller("atom", f"{http_server.base_url}/atom", posts_settings, store, KafkaPostSink(posts_settings))
+    feed = poller(
+        "atom", f"{http_server.base_url}/atom", posts_settings, store, KafkaPostSink(posts_settings)
+    )
     feed.poll_once(threading.Event())
     feed.poll_once(threading.Event())
     asked = [r.headers.get("if-modified-since") for r in http_server.hits("/atom")]
@@ -82,7 +107,10 @@ def test_last_modified_is_sent_back(http_server: FakeHttpServer, posts_settings:
 
 
 def test_broken_feeds_are_logged_per_feed_and_do_not_stop_the_others(
-    http_server: FakeHttpServer, posts_settings: Settings, store: Store, caplog: pytest.LogCaptureFixture
+    http_server: FakeHttpServer,
+    posts_settings: Settings,
+    store: Store,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     settings = posts_settings.model_copy(update={"ingest_http_timeout_s": 0.5})
     http_server.routes["/good"] = FeedRoute("atom.xml", "application/atom+xml")
@@ -91,8 +119,10 @@ def test_broken_feeds_are_logged_per_feed_and_do_not_stop_the_others(
     http_server.routes["/slow"] = FeedRoute("rss_page1.xml", delay_s=5.0)
     http_server.routes["/gone"] = lambda request: Reply(500, b"oops")
     sink = KafkaPostSink(settings)
-    feeds = {name: poller(name, f"{http_server.base_url}/{name}", settings, store, sink)
-             for name in ("malformed", "html", "slow", "gone", "good")}
+    feeds = {
+        name: poller(name, f"{http_server.base_url}/{name}", settings, store, sink)
+        for name in ("malformed", "html", "slow", "gone", "good")
+    }
     with caplog.at_level(logging.ERROR):
         for feed in feeds.values():
             feed.poll_once(threading.Event())

@@ -29,7 +29,10 @@ def extractor() -> TickerExtractor:
         ("China Unicom(CHU) to Launch Apple (AAPL) Iphone ", ("AAPL",)),
         ("CFRA Maintains Hold on Agilent Technologies, Lowers Price Target to $85", ("A",)),
         ("Cramer's lightning round: I prefer Tesla to Ford", ("TSLA", "F")),
-        ("Cramer's lightning round: Microsoft fits the pattern of what this market wants", ("MSFT",)),
+        (
+            "Cramer's lightning round: Microsoft fits the pattern of what this market wants",
+            ("MSFT",),
+        ),
         (
             "Jim Cramer reacts to AMD, Starbucks, Boeing, GE and Alphabet earnings reports",
             ("AMD", "SBUX", "BA", "GE", "GOOGL"),
@@ -43,7 +46,9 @@ def extractor() -> TickerExtractor:
         ("B of A Securities Maintains Neutral on Agilent Technologies", ("A",)),
     ],
 )
-def test_real_headlines(extractor: TickerExtractor, headline: str, expected: tuple[str, ...]) -> None:
+def test_real_headlines(
+    extractor: TickerExtractor, headline: str, expected: tuple[str, ...]
+) -> None:
     assert extractor.extract(headline) == expected
 
 
@@ -63,7 +68,12 @@ def test_false_positive_traps(extractor: TickerExtractor, text: str) -> None:
 
 
 def test_cashtags_and_exchange_notation_always_count(extractor: TickerExtractor) -> None:
-    assert extractor.extract("$it and $now rally; (NYSE: ALL) too; $BRK.B") == ("IT", "NOW", "ALL", "BRK.B")
+    assert extractor.extract("$it and $now rally; (NYSE: ALL) too; $BRK.B") == (
+        "IT",
+        "NOW",
+        "ALL",
+        "BRK.B",
+    )
 
 
 def test_hints_come_first_and_are_deduplicated(extractor: TickerExtractor) -> None:

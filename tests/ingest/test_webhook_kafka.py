@@ -25,7 +25,10 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 @pytest.fixture
 def hook(posts_settings: Settings) -> Iterator[tuple[str, Settings]]:
     cfg = posts_settings.model_copy(
-        update={"ingest_webhook_token": SecretStr(TOKEN), "ingest_webhook_max_body_bytes": 64 * 1024}
+        update={
+            "ingest_webhook_token": SecretStr(TOKEN),
+            "ingest_webhook_max_body_bytes": 64 * 1024,
+        }
     )
     sink = KafkaPostSink(cfg)
     server = WebhookServer(make_app(cfg, sink, default_extractor()), "127.0.0.1", 0)
@@ -37,14 +40,21 @@ def hook(posts_settings: Settings) -> Iterator[tuple[str, Settings]]:
 
 def test_single_and_batches_land_in_kafka_before_the_202(hook: tuple[str, Settings]) -> None:
     url, cfg = hook
-    single = httpx.post(url, json={"id": "s1", "title": "Apple beats", "published_at": "2024-05-01T13:00:00Z"},
-                        headers=AUTH)
+    single = httpx.post(
+        url,
+        json={"id": "s1", "title": "Apple beats", "published_at": "2024-05-01T13:00:00Z"},
+        headers=AUTH,
+    )
     assert single.status_code == 202 and single.json() == {"accepted": ["webhook:s1"]}
     # The 202 promised the broker has it: read it back at once, no waiting.
     assert [post.id for _, post in read_posts(cfg, timeout_s=10)] == ["webhook:s1"]
-    batch = httpx.post(url, json=[{"id": f"b{i}", "body": f"$TSLA note {i}"} for i in range(50)], headers=AUTH)
+    batch = httpx.post(
+        url, json=[{"id": f"b{i}", "body": f"$TSLA note {i}"} for i in range(50)], headers=AUTH
+    )
     ndjson = "\n".join(json.dumps({"id": f"n{i}", "title": f"line {i}"}) for i in range(20))
-    lines = httpx.post(url, content=ndjson.encode(), headers={**AUTH, "Content-Type": "application/x-ndjson"})
+    lines = httpx.post(
+        url, content=ndjson.encode(), headers={**AUTH, "Content-Type": "application/x-ndjson"}
+    )
     assert batch.status_code == lines.status_code == 202
     accepted = batch.json()["accepted"] + lines.json()["accepted"]
     records = read_posts(cfg, timeout_s=10)
@@ -57,9 +67,15 @@ def test_single_and_batches_land_in_kafka_before_the_202(hook: tuple[str, Settin
 def test_refusals(hook: tuple[str, Settings]) -> None:
     url, cfg = hook
     assert httpx.post(url, json={"title": "x"}).status_code == 401
-    assert httpx.post(url, json={"title": "x"}, headers={"Authorization": "Bearer nope"}).status_code == 401
-    big = httpx.post(url, content=b"[" + b'{"title":"x"},' * 10_000 + b"{}]",
-                     headers={**AUTH, "Content-Type": "application/json"})
+    assert (
+        httpx.post(url, json={"title": "x"}, headers={"Authorization": "Bearer nope"}).status_code
+        == 401
+    )
+    big = httpx.post(
+        url,
+        content=b"[" + b'{"title":"x"},' * 10_000 + b"{}]",
+        headers={**AUTH, "Content-Type": "application/json"},
+    )
     assert big.status_code == 413
     bad = httpx.post(url, json=[{"title": "ok"}, {"title": 3, "colour": "red"}], headers=AUTH)
     assert bad.status_code == 422
@@ -67,10 +83,16 @@ def test_refusals(hook: tuple[str, Settings]) -> None:
     assert read_posts(cfg, timeout_s=10) == []  # all or nothing: the good half did not go in
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(body=st.binary(max_size=300) | st.text(max_size=200).map(str.encode),
-       content_type=st.sampled_from(["application/json", "application/x-ndjson", "text/plain"]))
-def test_hypothesis_bad_bodies_never_get_a_5xx(hook: tuple[str, Settings], body: bytes, content_type: str) -> None:
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    body=st.binary(max_size=300) | st.text(max_size=200).map(str.encode),
+    content_type=st.sampled_from(["application/json", "application/x-ndjson", "text/plain"]),
+)
+def test_hypothesis_bad_bodies_never_get_a_5xx(
+    hook: tuple[str, Settings], body: bytes, content_type: str
+) -> None:
     url, _ = hook
     response = httpx.post(url, content=body, headers={**AUTH, "Content-Type": content_type})
     assert response.status_code < 500

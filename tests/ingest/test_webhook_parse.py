@@ -18,13 +18,20 @@ NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 
 def parse(body: bytes, content_type: str = "application/json", max_posts: int = 100):  # type: ignore[no-untyped-def]
-    return parse_batch(body, content_type, extractor=default_extractor(), max_posts=max_posts,
-                       received_at=NOW)
+    return parse_batch(
+        body, content_type, extractor=default_extractor(), max_posts=max_posts, received_at=NOW
+    )
 
 
 def test_single_post_with_native_id_and_time() -> None:
-    body = {"id": "n-1", "title": "Apple beats", "published_at": "2024-05-01T09:00:00-04:00",
-            "source": "partner", "kind": "social", "tickers": ["msft"]}
+    body = {
+        "id": "n-1",
+        "title": "Apple beats",
+        "published_at": "2024-05-01T09:00:00-04:00",
+        "source": "partner",
+        "kind": "social",
+        "tickers": ["msft"],
+    }
     [post] = parse(json.dumps(body).encode())
     assert post.id == "webhook:partner:n-1" and post.source == "webhook:partner"
     assert post.published_at == datetime(2024, 5, 1, 13, 0, tzinfo=UTC)
@@ -43,7 +50,11 @@ def test_array_and_ndjson_batches() -> None:
     items = [{"title": f"story {i}"} for i in range(3)]
     assert len(parse(json.dumps(items).encode())) == 3
     ndjson = "\n".join(json.dumps(i) for i in items).encode() + b"\n\n"
-    assert [p.title for p in parse(ndjson, "application/x-ndjson")] == ["story 0", "story 1", "story 2"]
+    assert [p.title for p in parse(ndjson, "application/x-ndjson")] == [
+        "story 0",
+        "story 1",
+        "story 2",
+    ]
 
 
 def test_errors_name_item_and_field() -> None:
@@ -96,8 +107,12 @@ bad_bodies = (
         lambda v: (json.dumps(v).encode(), "application/json")
     )
     | bad_items().map(lambda v: (json.dumps(v).encode(), "application/json"))
-    | st.dictionaries(st.text(max_size=8).filter(lambda k: k not in bad_field_values), json_scalars,
-                      min_size=1, max_size=3).map(lambda v: (json.dumps(v).encode(), "application/json"))
+    | st.dictionaries(
+        st.text(max_size=8).filter(lambda k: k not in bad_field_values),
+        json_scalars,
+        min_size=1,
+        max_size=3,
+    ).map(lambda v: (json.dumps(v).encode(), "application/json"))
     | st.text(max_size=100).map(lambda t: (t.encode(), "application/x-ndjson"))
 )
 

@@ -4,7 +4,7 @@ acks=all with idempotence, so a retried batch is written once; compression; a bo
 buffer: kafka-python 3 has no ``buffer_memory``, so at most ``ingest_producer_max_pending``
 posts are handed to it before their acknowledgements are awaited. The producer retries
 inside one delivery timeout; past that, ``publish`` resends what was not acknowledged with
-exponential backoff, on a fresh producer, until it succeeds or the caller's deadline passes.
+exponential backoff until it succeeds or the caller's deadline passes.
 Ids are stable, so a resend after a lost acknowledgement is a duplicate the stream drops,
 never a loss.
 """
@@ -68,11 +68,26 @@ class KafkaPostSink:
             return self._producer
 
     def _discard_producer(self, producer: Any) -> None:
-        """A producer whose batches expired may hold a fenced idempotent state: start fresh."""
+        """Replace a producer still holding records we stopped waiting for.
+
+        Its close (which flushes first) runs on a thread of its own so the caller is not held
+        up. Records it still delivers become duplicates of the resend, which the stream's
+        dedup by id absorbs; that is the at-least-once side of never losing one.
+        """
         with self._lock:
             if self._producer is producer:
                 self._producer = None
-        producer.close(timeout=0)
+        timeout = self.settings.ingest_producer_delivery_timeout_s
+
+        def close() -> None:
+            from kafka.errors import KafkaError
+
+            try:
+                producer.close(timeout=timeout)
+            except KafkaError as exc:
+                log.info("%s: discarded producer closed with records unsent: %r", self.topic, exc)
+
+        threading.Thread(target=close, name="finsentry-producer-close", daemon=True).start()
 
     def publish(
         self,
@@ -142,7 +157,10 @@ class KafkaPostSink:
                 reason = f"send refused: {exc!r}"
                 break
             futures.append((post, future))
-        ack_budget = self.settings.ingest_producer_delivery_timeout_s + 5.0
+        # kafka-python fails a record after delivery_timeout, or a request timeout later when it
+        # was in flight; waiting a little beyond both means a future left undone is stuck.
+        config = self._config()
+        ack_budget = (config["delivery_timeout_ms"] + config["request_timeout_ms"]) / 1000 + 10.0
         for post, future in futures:
             wait = ack_budget
             if deadline is not None:
@@ -152,7 +170,9 @@ class KafkaPostSink:
             except KafkaError as exc:
                 failed.append(post)
                 reason = reason or f"not acknowledged: {exc!r}"
-        if failed:
+        if any(not future.is_done for _, future in futures):
+            # Gave up waiting while records were still queued: drop them with their producer,
+            # or they could still arrive after the caller was told they did not.
             self._discard_producer(producer)
         return failed, reason
 

@@ -73,7 +73,9 @@ def test_each_new_item_is_published_once_across_a_restart(
     assert first.metrics.snapshot()["published"] == 3
 
     route.file, route.version = "rss_page2.xml", "v2"  # one new item, three repeated
-    restarted = poller("wire", url, posts_settings, store, KafkaPostSink(posts_settings))
+    sink.close()
+    sink = KafkaPostSink(posts_settings)
+    restarted = poller("wire", url, posts_settings, store, sink)
     restarted.poll_once(stop)
     assert restarted.metrics.snapshot() == {
         "fetched": 4,
@@ -96,11 +98,11 @@ def test_last_modified_is_sent_back(
     http_server: FakeHttpServer, posts_settings: Settings, store: Store
 ) -> None:
     http_server.routes["/atom"] = FeedRoute("atom.xml", "application/atom+xml", use_etag=False)
-    feed = poller(
-        "atom", f"{http_server.base_url}/atom", posts_settings, store, KafkaPostSink(posts_settings)
-    )
+    sink = KafkaPostSink(posts_settings)
+    feed = poller("atom", f"{http_server.base_url}/atom", posts_settings, store, sink)
     feed.poll_once(threading.Event())
     feed.poll_once(threading.Event())
+    sink.close()
     asked = [r.headers.get("if-modified-since") for r in http_server.hits("/atom")]
     assert asked == [None, "Sat, 18 Jul 2020 09:02:00 GMT"]
     assert store.get_state("ingest:rss:atom")["modified"] == "Sat, 18 Jul 2020 09:02:00 GMT"

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from finsentry.localkafka import LocalKafka
 from pydantic import SecretStr
 
 from finsentry.config import Settings, load_settings
+from finsentry.localkafka import LocalKafka
 from finsentry.store import Store
 from ingest.producer import KafkaPostSink
 from ingest.replay import Pacer, detect_mapping, read_header
@@ -74,6 +74,7 @@ def test_replay_through_a_broker_outage_loses_and_duplicates_nothing(
     logging.getLogger("ingest.producer").addHandler(warnings)
     state_key = f"ingest:replay:{CNBC.resolve()}"
     outcome: dict[str, object] = {}
+    stop = threading.Event()
 
     def run() -> None:
         outcome["result"] = replay_file(
@@ -85,6 +86,7 @@ def test_replay_through_a_broker_outage_loses_and_duplicates_nothing(
             pacer=Pacer(rate=500),
             batch_size=50,
             progress=False,
+            stop=stop,
         )
 
     worker = threading.Thread(target=run)
@@ -103,8 +105,11 @@ def test_replay_through_a_broker_outage_loses_and_duplicates_nothing(
         worker.join(timeout=240)
         assert not worker.is_alive()
     finally:
+        stop.set()  # a failed assertion must not leave the replay retrying forever
+        worker.join(timeout=60)
         logging.getLogger("ingest.producer").removeHandler(warnings)
         sink.close()
+        store.close()
     result = outcome["result"]
     assert result.completed and result.published == 2800  # type: ignore[attr-defined]
     assert stalled_at < 3080

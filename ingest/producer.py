@@ -78,16 +78,12 @@ class KafkaPostSink:
             if self._producer is producer:
                 self._producer = None
         timeout = self.settings.ingest_producer_delivery_timeout_s
-
-        def close() -> None:
-            from kafka.errors import KafkaError
-
-            try:
-                producer.close(timeout=timeout)
-            except KafkaError as exc:
-                log.info("%s: discarded producer closed with records unsent: %r", self.topic, exc)
-
-        threading.Thread(target=close, name="finsentry-producer-close", daemon=True).start()
+        threading.Thread(
+            target=close_producer,
+            args=(producer, timeout, self.topic),
+            name="finsentry-producer-close",
+            daemon=True,
+        ).start()
 
     def publish(
         self,
@@ -159,12 +155,14 @@ class KafkaPostSink:
             futures.append((post, future))
         # kafka-python fails a record after delivery_timeout, or a request timeout later when it
         # was in flight; waiting a little beyond both means a future left undone is stuck.
+        # One budget for the whole round, not per record, or a stuck batch costs it 50 times.
         config = self._config()
         ack_budget = (config["delivery_timeout_ms"] + config["request_timeout_ms"]) / 1000 + 10.0
+        round_deadline = time.monotonic() + ack_budget
+        if deadline is not None:
+            round_deadline = min(round_deadline, deadline)
         for post, future in futures:
-            wait = ack_budget
-            if deadline is not None:
-                wait = max(0.0, min(wait, deadline - time.monotonic()))
+            wait = max(0.0, round_deadline - time.monotonic())
             try:
                 future.get(timeout=wait)
             except KafkaError as exc:
@@ -180,5 +178,23 @@ class KafkaPostSink:
         with self._lock:
             producer, self._producer = self._producer, None
         if producer is not None:
-            producer.flush(timeout=self.settings.ingest_producer_delivery_timeout_s)
-            producer.close(timeout=5)
+            close_producer(producer, self.settings.ingest_producer_delivery_timeout_s, self.topic)
+
+
+def close_producer(producer: Any, timeout_s: float, topic: str) -> None:
+    """Close, giving queued records ``timeout_s`` to go out; then abort what is left.
+
+    kafka-python's ``close`` flushes first and, when the flush times out, raises before it
+    stops the sender, leaving a producer that raises again when garbage collected. Only
+    records the caller was never told were acknowledged can be dropped here.
+    """
+    from kafka.errors import KafkaError
+
+    try:
+        producer.close(timeout=timeout_s)
+    except KafkaError as exc:
+        log.warning("%s: closing with unacknowledged records, aborting them: %r", topic, exc)
+        sender = producer._sender  # no public way to abort a failed close
+        sender.force_close()
+        sender.join(timeout_s)
+        producer.close(timeout=0)

@@ -155,7 +155,7 @@ class Settings(BaseSettings):
     ingest_max_retry_after_s: float = Field(default=300.0, ge=0)
     ingest_rss_feeds: tuple[RssFeed, ...] = ()
     ingest_rss_interval_s: float = Field(default=300.0, ge=1)
-    ingest_rss_seen_limit: int = Field(default=5_000, ge=10)
+    ingest_seen_limit: int = Field(default=5_000, ge=10)
     ingest_webhook_host: str = "127.0.0.1"
     ingest_webhook_port: int = Field(default=8088, ge=0, le=65535)
     ingest_webhook_token: SecretStr | None = None

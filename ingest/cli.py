@@ -113,7 +113,7 @@ def _feed(spec: str) -> RssFeed:
 
 @ingest_app.command("rss")
 def rss(feed: Annotated[list[str] | None, typer.Option(help="Extra feed NAME=URL")] = None) -> None:
-    """Poll the configured RSS/Atom feeds (``ingest_rss_feeds``) plus any --feed."""
+    """Poll the configured RSS/Atom feeds (ingest_rss_feeds) plus any --feed."""
     _poll(_settings(), "rss", feed or [])
 
 
@@ -121,7 +121,7 @@ def rss(feed: Annotated[list[str] | None, typer.Option(help="Extra feed NAME=URL
 def reddit(
     sub: Annotated[list[str] | None, typer.Option(help="Subreddit (repeatable)")] = None,
 ) -> None:
-    """Poll subreddit /new listings (default: ``ingest_reddit_subreddits``)."""
+    """Poll subreddit /new listings (default: ingest_reddit_subreddits)."""
     _poll(_settings(), "reddit", sub or [])
 
 
@@ -129,7 +129,7 @@ def reddit(
 def stocktwits(
     symbol: Annotated[list[str] | None, typer.Option(help="Symbol (repeatable)")] = None,
 ) -> None:
-    """Poll StockTwits symbol streams (default: ``ingest_stocktwits_symbols``)."""
+    """Poll StockTwits symbol streams (default: ingest_stocktwits_symbols)."""
     _poll(_settings(), "stocktwits", symbol or [])
 
 

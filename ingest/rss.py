@@ -179,7 +179,7 @@ class RssPoller:
         seen = set(state.seen)
         new = [(key, post) for key, post in parsed.items if key not in seen]
         self.sink.publish([post for _, post in new], stop=stop)
-        limit = self.settings.ingest_rss_seen_limit
+        limit = self.settings.ingest_seen_limit
         state.seen = [*state.seen, *(key for key, _ in new)][-limit:]
         state.etag = response.headers.get("ETag")
         state.modified = response.headers.get("Last-Modified")
@@ -199,7 +199,7 @@ class RssPoller:
 
     def _error(self, reason: str) -> None:
         self.metrics.add(errors=1)
-        log.error("%s: %s", self.name, reason)
+        log.error("%s", reason if reason.startswith(f"{self.name}:") else f"{self.name}: {reason}")
         self.metrics.log_cycle("error")
         return None
 

@@ -214,7 +214,7 @@ class SocialPoller(ABC):
         # Oldest first, so the stream sees them in event order.
         posts = sorted(new.values(), key=lambda p: p.published_at)
         self.sink.publish(posts, stop=stop)
-        limit = self.settings.ingest_rss_seen_limit
+        limit = self.settings.ingest_seen_limit
         self.store.put_state(self.state_key, {"seen": [*state.get("seen", []), *new][-limit:]})
         self.metrics.add(fetched=fetched, published=len(posts), rejected=rejected)
         self.metrics.log_cycle(outcome, new=len(posts), rejected=rejected)

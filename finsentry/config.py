@@ -123,6 +123,14 @@ class Settings(BaseSettings):
     spike_min_history: int = Field(default=3, ge=1)
     spike_cooldown_windows: int = Field(default=3, ge=0)
 
+    # Stream worker (Faust).
+    stream_batch_size: int = Field(default=64, ge=1, le=4096)
+    stream_batch_within_s: float = Field(default=0.5, gt=0)
+    stream_max_message_bytes: int = Field(default=2_000_000, ge=1_000)
+    stream_evidence_size: int = Field(default=5, ge=1, le=50)
+    worker_web_host: str = "127.0.0.1"
+    worker_web_port: int = Field(default=6066, ge=1, le=65535)
+
     # Dashboard.
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = Field(default=8050, ge=1, le=65535)

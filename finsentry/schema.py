@@ -276,6 +276,26 @@ class Alert(Message):
         return self
 
 
+class DeadLetter(Message):
+    """An input the pipeline could not use, kept with why and where it came from."""
+
+    reason: Literal["not_json", "invalid", "oversized", "undecodable", "unscorable"]
+    error: str = Field(max_length=10_000)
+    source_topic: str
+    partition: int = Field(ge=0)
+    offset: int = Field(ge=0)
+    raw_base64: str
+    raw_bytes: int = Field(ge=0)
+    failed_at: UtcDatetime
+
+
+class ModelUpdate(Message):
+    """Tells workers to switch to a registry version (published by ``models promote``)."""
+
+    version: str = Field(min_length=1, max_length=200)
+    path: str = Field(min_length=1)
+
+
 def alert_id(key: str, window_start: datetime) -> str:
     """Deterministic so a replayed window re-raises the same alert, not a new one."""
     stamp = _to_utc(window_start).isoformat()

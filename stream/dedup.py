@@ -34,6 +34,11 @@ class Deduplicator:
         self.seen = seen
         self.horizon_s = horizon_s
 
+    @staticmethod
+    def routing_key(post: Post) -> str:
+        """Partition key that sends every copy of a story to the same deduplicator."""
+        return fingerprint(post.text)
+
     def check(self, post: Post) -> DedupVerdict:
         """Classify the post and remember it; a duplicate does not refresh the horizon."""
         at = post.published_at.timestamp()

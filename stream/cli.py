@@ -1,0 +1,38 @@
+"""``finsentry worker``: the Faust stream worker."""
+
+from __future__ import annotations
+
+import typer
+
+worker_app = typer.Typer()
+
+
+@worker_app.command("worker")
+def worker(
+    loglevel: str = typer.Option("info", help="crit, error, warn, info or debug"),
+) -> None:
+    """Run the stream worker until SIGTERM or Ctrl-C (both stop it cleanly)."""
+    import faust
+
+    from finsentry.config import get_settings
+    from finsentry.store import Store
+    from models.engine import load_engine
+    from stream.agents import WorkerContext, register_agents
+    from stream.app import create_app, declare_tables, declare_topics
+    from stream.metrics import StreamMetrics
+    from stream.sink import StoreSink
+
+    settings = get_settings()
+    metrics = StreamMetrics()
+    app = create_app(settings)
+    topics = declare_topics(app, settings)
+    tables = declare_tables(app, settings)
+    context = WorkerContext(
+        settings=settings,
+        engine=load_engine(settings),
+        load_engine=lambda path: load_engine(settings, path),
+        sink=StoreSink(Store(settings.database_url), metrics),
+        metrics=metrics,
+    )
+    register_agents(app, topics, tables, context)
+    faust.Worker(app, loglevel=loglevel.upper()).execute_from_commandline()

@@ -213,14 +213,14 @@ async def _score(
     try:
         verdicts = await engine.classify_async([post.text for post in posts])
         return [ScoredPost.from_post(p, **v) for p, v in zip(posts, verdicts, strict=True)]
-    except Exception:  # noqa: BLE001 - isolate the post that breaks the model
+    except Exception:
         log.exception("batch of %d failed; retrying one by one", len(posts))
     scored = []
     for post in posts:
         try:
             (verdict,) = await engine.classify_async([post.text])
             scored.append(ScoredPost.from_post(post, **verdict))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             await dead_letter(
                 make_dead_letter(
                     post.to_json(),

@@ -8,6 +8,7 @@ import typer
 
 from finsentry.config import ConfigError, get_settings
 from finsentry.kafka_cli import kafka_app
+from stream.cli import worker
 
 app = typer.Typer(
     help="finsentry: streaming financial sentiment monitor.",
@@ -15,6 +16,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(kafka_app, name="kafka")
+app.command("worker")(worker)
 
 
 @app.command("config")

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import typer
 
-worker_app = typer.Typer()
 
-
-@worker_app.command("worker")
 def worker(
     loglevel: str = typer.Option("info", help="crit, error, warn, info or debug"),
 ) -> None:

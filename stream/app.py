@@ -33,12 +33,14 @@ class StreamTables:
 
 
 def create_app(settings: Settings) -> faust.App:
+    datadir = settings.data_dir / "faust"
+    datadir.mkdir(parents=True, exist_ok=True)
     brokers = [f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")]
     return faust.App(
         f"{APP_ID}-{settings.kafka_topic_prefix.rstrip('.') or 'default'}",
         broker=brokers,
         store="memory://",  # tables are rebuilt from their changelog topics on start
-        datadir=str(settings.data_dir / "faust"),
+        datadir=str(datadir),
         topic_partitions=settings.kafka_partitions,
         topic_replication_factor=settings.kafka_replication_factor,
         processing_guarantee="at_least_once",

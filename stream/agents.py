@@ -41,8 +41,6 @@ from stream.windows import Observation, keys_for, observe
 
 log = logging.getLogger(__name__)
 
-MAX_DEAD_LETTER_BYTES = 2_000_000
-
 
 class Scorer(Protocol):
     """What the agents need of models.engine.Engine."""
@@ -226,7 +224,6 @@ async def _score(
                     post.to_json(),
                     "unscorable",
                     repr(exc),
-                    max_bytes=MAX_DEAD_LETTER_BYTES,
                     topic=topics.unique.get_topic_name(),
                     partition=0,
                     offset=0,

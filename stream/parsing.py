@@ -9,6 +9,9 @@ from datetime import UTC, datetime
 from finsentry.schema import DeadLetter, Post, SchemaError
 
 MAX_ERROR_CHARS = 2_000
+# Raw bytes kept in a dead letter; the rest of an oversized input is dropped (raw_bytes
+# still tells its true size), so the letter itself fits Kafka's default message limit.
+MAX_KEPT_RAW_BYTES = 256 * 1024
 
 
 def make_dead_letter(
@@ -16,19 +19,18 @@ def make_dead_letter(
     reason: str,
     error: str,
     *,
-    max_bytes: int,
     topic: str,
     partition: int,
     offset: int,
 ) -> DeadLetter:
-    """A dead letter keeps the raw bytes (truncated to ``max_bytes``, with the true size)."""
+    """A dead letter keeps the raw bytes (at most MAX_KEPT_RAW_BYTES) and their true size."""
     return DeadLetter(
         reason=reason,  # type: ignore[arg-type]
         error=error[:MAX_ERROR_CHARS],
         source_topic=topic,
         partition=partition,
         offset=offset,
-        raw_base64=base64.b64encode(raw[:max_bytes]).decode("ascii"),
+        raw_base64=base64.b64encode(raw[:MAX_KEPT_RAW_BYTES]).decode("ascii"),
         raw_bytes=len(raw),
         failed_at=datetime.now(UTC),
     )
@@ -44,7 +46,6 @@ def parse_post(
             raw or b"",
             reason,
             error,
-            max_bytes=max_bytes,
             topic=topic,
             partition=partition,
             offset=offset,

@@ -86,9 +86,10 @@ def produce(settings: Settings, values: list[bytes], topic: str = "posts") -> No
         bootstrap_servers=settings.bootstrap_servers, acks="all", max_request_size=8_000_000
     )
     try:
-        for value in values:
-            producer.send(settings.topic(topic), value=value)
+        futures = [producer.send(settings.topic(topic), value=value) for value in values]
         producer.flush()
+        for future in futures:
+            future.get(timeout=30)  # raises if the broker refused a message
     finally:
         producer.close()
 

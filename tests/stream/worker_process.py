@@ -40,6 +40,7 @@ class WorkerProcess:
 
     def start(self, timeout_s: float = 180.0) -> None:
         ensure_topics(self.settings)
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
         offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         with self.log_file.open("ab") as log:
             self.process = subprocess.Popen(

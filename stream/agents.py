@@ -189,6 +189,18 @@ def register_agents(
             log.info("model swapped: %s -> %s", old.version, new_engine.version)
             await asyncio.to_thread(old.close)  # lets a batch still on the old engine finish
 
+    @app.timer(5.0)
+    async def report_lag() -> None:
+        consumer = app.consumer
+        for tp in consumer.assignment():
+            if not tp.topic.startswith(settings.kafka_topic_prefix):
+                continue  # Faust's own changelog and assignor topics
+            position = await consumer.position(tp)
+            highwater = consumer.highwater(tp)
+            if position is not None and highwater is not None:
+                lag = max(0, highwater - position)
+                metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
+
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest

@@ -151,6 +151,7 @@ def test_two_thousand_posts_with_garbage_and_duplicates(
     assert 'finsentry_duplicates_total{kind="id"} 100.0' in metrics
     assert 'finsentry_duplicates_total{kind="fingerprint"} 100.0' in metrics
     assert f"finsentry_scored_total {float(len(posts))}" in metrics
+    assert "finsentry_consumer_lag{" in metrics
     assert worker.stop() == 0
 
 
@@ -246,6 +247,7 @@ def test_crash_and_restart_count_every_post_once(
     produce(crashed, values)
     wait_until(lambda: len(stored_ids(crashed)) >= 100, 300, "a first part stored")
     worker.kill()
+    assert len(stored_ids(crashed)) < len(posts), "the kill should land mid-stream"
     start(crashed, run_worker, **fp32)
     wait_until(lambda: len(stored_ids(crashed)) >= len(posts), 600, "all posts stored")
 

@@ -19,7 +19,7 @@ from finsentry.config import REPO_ROOT, Settings, load_settings
 from finsentry.schema import DeadLetter, ModelUpdate, Post
 from finsentry.store import Store, signal_points
 from finsentry.text import fingerprint
-from tests.stream.worker_process import WorkerProcess
+from stream.process import WorkerProcess
 from tests.support import wait_until
 
 pytestmark = pytest.mark.integration

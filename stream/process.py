@@ -1,4 +1,4 @@
-"""Run the real stream worker as a child process against the test broker."""
+"""The stream worker as a child process: started, awaited until ready, stopped by PID."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from finsentry.config import Settings
+from finsentry.runtime import free_port, wait_until
 from finsentry.topics import ensure_topics
-from tests.support import free_port, wait_until
 
 READY_LINE = "[^Worker]: Ready"
 
@@ -33,7 +33,6 @@ class WorkerProcess:
             "FINSENTRY_WORKER_WEB_PORT": str(self.web_port),
             "FINSENTRY_WINDOW_SIZE_S": str(settings.window_size_s),
             "FINSENTRY_ALLOWED_LATENESS_S": str(settings.allowed_lateness_s),
-            "FINSENTRY_MODEL_DEVICE": "cpu",
             **extra_env,
         }
         self.process: subprocess.Popen[bytes] | None = None
@@ -54,7 +53,7 @@ class WorkerProcess:
     def _ready_since(self, offset: int) -> bool:
         assert self.process is not None
         if self.process.poll() is not None:
-            raise AssertionError(f"worker exited with {self.process.returncode}:\n{self.tail()}")
+            raise RuntimeError(f"worker exited with {self.process.returncode}:\n{self.tail()}")
         with self.log_file.open("rb") as log:
             log.seek(offset)
             return READY_LINE.encode() in log.read()

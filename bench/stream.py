@@ -6,7 +6,7 @@ Starts its own broker and worker (on free ports, under a temp dir), then on the 
 3. latency: received_at -> stored_at p50/p95/p99 at an offered load of half of (2).
 Prints a table; the ratio stream/engine is the figure of merit (target >= 0.8).
 
-    .venv/bin/python bench/stream.py [--posts 2000]
+    .venv/bin/python -m bench.stream [--posts 2000]   (as a module: bench/stream.py would shadow the stream package)
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ Starts its own broker and worker (on free ports, under a temp dir), then on the 
 3. latency: received_at -> stored_at p50/p95/p99 at an offered load of half of (2).
 Prints a table; the ratio stream/engine is the figure of merit (target >= 0.8).
 
-    .venv/bin/python -m bench.stream [--posts 2000]   (as a module: bench/stream.py would shadow the stream package)
+    .venv/bin/python -m bench.stream [--posts 2000]
+
+(Run as a module: as a script, bench/stream.py would shadow the stream package.)
 """
 
 from __future__ import annotations

@@ -28,3 +28,16 @@ def show_config() -> None:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     typer.echo(json.dumps(settings.masked_dump(), indent=2, default=str))
+
+
+@app.command("demo")
+def demo() -> None:
+    """Run the product on the embedded default with bundled dated headlines (Ctrl-C stops)."""
+    from finsentry.demo import run_demo
+
+    try:
+        settings = get_settings()
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    run_demo(settings)

@@ -18,10 +18,12 @@ READY_LINE = "[^Worker]: Ready"
 class WorkerProcess:
     """One ``finsentry worker``; settings reach it through FINSENTRY_* variables."""
 
-    def __init__(self, settings: Settings, log_file: Path, **extra_env: str) -> None:
+    def __init__(
+        self, settings: Settings, log_file: Path, *, web_port: int | None = None, **extra_env: str
+    ) -> None:
         self.settings = settings
         self.log_file = log_file
-        self.web_port = free_port()
+        self.web_port = web_port or free_port()
         self.env = {
             **os.environ,
             "FINSENTRY_CONFIG": "none",

@@ -30,7 +30,7 @@ from finsentry.schema import (
     ScoredPost,
     SignalPoint,
 )
-from stream.app import StreamTables, StreamTopics
+from stream.app import SINK_BATCH, StreamTables, StreamTopics
 from stream.dedup import Deduplicator
 from stream.metrics import StreamMetrics
 from stream.parsing import make_dead_letter, parse_post
@@ -159,17 +159,17 @@ def register_agents(
 
     @app.agent(topics.scored)
     async def sink_posts(stream: Any) -> None:
-        async for batch in stream.take(500, within=1.0):
+        async for batch in stream.take(SINK_BATCH, within=1.0):
             await ctx.sink.write_posts([ScoredPost.from_json(raw) for raw in batch])
 
     @app.agent(topics.signals)
     async def sink_signals(stream: Any) -> None:
-        async for batch in stream.take(500, within=1.0):
+        async for batch in stream.take(SINK_BATCH, within=1.0):
             await ctx.sink.write_points([SignalPoint.from_json(raw) for raw in batch])
 
     @app.agent(topics.alerts)
     async def sink_alerts(stream: Any) -> None:
-        async for batch in stream.take(100, within=0.5):
+        async for batch in stream.take(SINK_BATCH, within=0.5):
             await ctx.sink.write_alerts([Alert.from_json(raw) for raw in batch])
 
     @app.agent(topics.model_updates)

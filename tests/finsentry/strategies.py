@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from finsentry.schema import TOPICS, Alert, Evidence, Post, ScoredPost, SignalPoint, alert_id
 
 # NUL is refused by the schema (PostgreSQL cannot store it); everything else is fair game.
-characters = st.characters(blacklist_characters="\x00")
+# Lone surrogates cannot be encoded as UTF-8 at all, so no producer can send them either.
+characters = st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",))
 texts = st.text(characters, min_size=1, max_size=200).filter(lambda s: s.strip() != "")
 offsets = st.integers(min_value=-12 * 60, max_value=14 * 60).map(
     lambda minutes: timezone(timedelta(minutes=minutes))

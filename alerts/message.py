@@ -93,7 +93,11 @@ def _stamp(moment: datetime) -> str:
 
 
 def _clip(text: str, limit: int = MAX_TITLE_CHARS) -> str:
-    text = " ".join(text.split())
+    """One line of at most ``limit`` characters (untrusted titles may hold newlines)."""
+    return _truncate(" ".join(text.split()), limit)
+
+
+def _truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -165,7 +169,7 @@ def _field(name: str, value: str) -> dict[str, str]:
 
 
 def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": _clip(text, 2900)}}
+    return {"type": "section", "text": {"type": "mrkdwn", "text": _truncate(text, 2900)}}
 
 
 def _button(label: str, url: str, action_id: str) -> dict[str, Any]:

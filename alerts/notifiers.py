@@ -6,6 +6,7 @@ TransientNotifyError / PermanentNotifyError whose message never contains a secre
 
 from __future__ import annotations
 
+import logging
 import smtplib
 import ssl
 from datetime import UTC, datetime
@@ -19,9 +20,11 @@ from pydantic import SecretStr
 from alerts.errors import PermanentNotifyError, SecretsError, TransientNotifyError
 from alerts.message import Content, email_html, email_subject, email_text, slack_payload
 from alerts.routing import Route
+from alerts.secrets import AlertSecrets, RedactingFilter
 from finsentry.config import Settings
 
 RETRYABLE_HTTP = frozenset({408, 425, 429, 500, 502, 503, 504})
+HTTP_LOGGERS = ("httpx", "httpcore")
 
 
 class Notifier(Protocol):
@@ -43,6 +46,11 @@ class SlackNotifier:
         self._url = webhook_url
         self._timeout_s = timeout_s
         self._client = httpx.Client(timeout=timeout_s, follow_redirects=False)
+        self._filter = RedactingFilter(
+            AlertSecrets(slack_webhook_url=webhook_url, smtp_password=None)
+        )
+        for name in HTTP_LOGGERS:
+            logging.getLogger(name).addFilter(self._filter)
 
     def send(self, content: Content, route: Route) -> str | None:
         try:
@@ -65,6 +73,8 @@ class SlackNotifier:
 
     def close(self) -> None:
         self._client.close()
+        for name in HTTP_LOGGERS:
+            logging.getLogger(name).removeFilter(self._filter)
 
 
 def parse_retry_after(value: str | None) -> float | None:

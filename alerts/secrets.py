@@ -7,6 +7,7 @@ finsentry.toml is refused, because that file is meant to be shared and committed
 
 from __future__ import annotations
 
+import logging
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,3 +87,19 @@ def redact(text: str, secrets: AlertSecrets) -> str:
         if value:
             text = text.replace(value, MASK)
     return text
+
+
+class RedactingFilter(logging.Filter):
+    """Masks secrets in records of third-party loggers (httpx logs each request's URL, and a
+    Slack webhook URL is itself the secret)."""
+
+    def __init__(self, secrets: AlertSecrets) -> None:
+        super().__init__()
+        self._secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = redact(message, self._secrets)
+        if masked != message:
+            record.msg, record.args = masked, ()
+        return True

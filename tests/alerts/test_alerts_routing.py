@@ -18,7 +18,15 @@ pytestmark = pytest.mark.unit
 
 @pytest.mark.parametrize(
     ("raw", "seconds"),
-    [(30, 30), (1.5, 1.5), ("30s", 30), ("5m", 300), ("4h", 14_400), ("1d", 86_400), ("250ms", 0.25)],
+    [
+        (30, 30),
+        (1.5, 1.5),
+        ("30s", 30),
+        ("5m", 300),
+        ("4h", 14_400),
+        ("1d", 86_400),
+        ("250ms", 0.25),
+    ],
 )
 def test_parse_duration(raw: object, seconds: float) -> None:
     assert parse_duration(raw) == timedelta(seconds=seconds)

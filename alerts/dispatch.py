@@ -80,6 +80,8 @@ class Dispatcher:
         self._grouper = Grouper()
         self._jobs: list[_Job] = []
         self._prior: dict[tuple[str, str], int] = {}
+        # Sent at least once and awaiting a retry: a re-consumed copy must not join a group.
+        self._in_flight: set[tuple[str, str]] = set()
 
     def accept(self, alert: Alert, now: datetime) -> int:
         """Record the alert and its pending deliveries; returns how many are newly queued."""
@@ -95,6 +97,8 @@ class Dispatcher:
                 record = self._store.get_delivery(alert.id, cid)
                 if record is not None and record.status in FINISHED:
                     log.info("alert %s already %s on %s; skipped", alert.id, record.status, cid)
+                    continue
+                if (alert.id, cid) in self._in_flight:
                     continue
                 if record is None:
                     self._store.record_delivery(alert.id, cid, "pending", attempts=0)
@@ -127,6 +131,7 @@ class Dispatcher:
         for batch in self._grouper.due(now):
             prior = {a.id: self._prior.pop((a.id, batch.channel_id), 0) for a in batch.alerts}
             self._jobs.append(_Job(batch=batch, due=now, prior=prior))
+            self._in_flight.update((a.id, batch.channel_id) for a in batch.alerts)
         ready = [job for job in self._jobs if job.due <= now]
         self._jobs = [job for job in self._jobs if job.due > now]
         return [self._attempt(job, now) for job in ready]
@@ -202,6 +207,8 @@ class Dispatcher:
 
     def _record(self, job: _Job, status: str, error: str | None) -> None:
         for alert in job.batch.alerts:
+            if status in FINISHED:
+                self._in_flight.discard((alert.id, job.batch.channel_id))
             attempts = job.prior.get(alert.id, 0) + job.attempts
             self._store.record_delivery(
                 alert.id, job.batch.channel_id, status, attempts=attempts, error=error

@@ -174,16 +174,30 @@ class AlertService:
 
 
 def make_consumer(settings: Settings) -> Any:
+    """A manually committing group consumer of the alerts topic.
+
+    The topic's partitions are looked up before subscribing: without that, kafka-python 3.0
+    sometimes assigned before its metadata held the topic ("No partition metadata for
+    topic") and the consumer then sat with no partitions for over a minute.
+    """
     from kafka import KafkaConsumer
 
-    return KafkaConsumer(
-        settings.topic("alerts"),
+    topic = settings.topic("alerts")
+    consumer = KafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
         group_id=settings.alerts_consumer_group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_records=200,
+        session_timeout_ms=int(settings.alerts_session_timeout_s * 1000),
+        heartbeat_interval_ms=max(100, int(settings.alerts_session_timeout_s * 1000 / 3)),
+        # Notice a topic created after the service started within seconds, not minutes.
+        metadata_max_age_ms=10_000,
     )
+    if not consumer.partitions_for_topic(topic):
+        log.warning("topic %s does not exist yet; waiting for it to be created", topic)
+    consumer.subscribe([topic])
+    return consumer
 
 
 def make_producer(settings: Settings) -> Any:

@@ -142,6 +142,8 @@ class Settings(BaseSettings):
     # finsentry.toml or the routing file.
     alerts_routing_file: Path | None = None
     alerts_consumer_group: str = Field(default="finsentry-alerts", min_length=1)
+    # How soon a crashed service's partitions go to a new instance (broker minimum is 6 s).
+    alerts_session_timeout_s: float = Field(default=10.0, ge=1)
     alerts_dashboard_url: str = "http://127.0.0.1:8050"
     alerts_secrets_file: Path | None = None
     alerts_slack_webhook_url: SecretStr | None = None

@@ -12,7 +12,7 @@ import base64
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -44,7 +44,7 @@ def load_configured_routing(settings: Settings, secrets: AlertSecrets) -> Routin
 
 
 def build_notifiers(
-    settings: Settings, secrets: AlertSecrets, channels: set[str]
+    settings: Settings, secrets: AlertSecrets, channels: Collection[str]
 ) -> dict[str, Notifier]:
     """The notifiers the routing needs; a channel without its secret is a clear error."""
     notifiers: dict[str, Notifier] = {}

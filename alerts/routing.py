@@ -52,11 +52,21 @@ class _Rule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+def _clock_time(value: Any) -> Any:
+    """YAML 1.1 reads an unquoted 22:00 as the integer 1320; refuse rather than misread it."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError(f"{value!r} is a number, not a time of day: quote it, e.g. '22:00'")
+    return value
+
+
+ClockTime = Annotated[time, BeforeValidator(_clock_time)]
+
+
 class QuietHours(_Rule):
     """A daily span (local time) in which a route holds its notifications until the end."""
 
-    start: time
-    end: time
+    start: ClockTime
+    end: ClockTime
     timezone: str = "UTC"
     except_critical: bool = True
 

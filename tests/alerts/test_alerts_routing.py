@@ -106,6 +106,16 @@ def test_example_file_loads_and_yaml_equals_toml(tmp_path: Path) -> None:
     assert len(toml_routing.routes) >= 2
 
 
+def test_unquoted_yaml_time_is_refused_not_misread(tmp_path: Path) -> None:
+    path = tmp_path / "alerts.yml"
+    path.write_text(
+        "routes:\n  - name: x\n    channels: [slack]\n"
+        "    quiet_hours: {start: 22:00, end: '07:00'}\n"
+    )
+    with pytest.raises(RoutingError, match="1320 is a number, not a time of day"):
+        load_routing(path)
+
+
 def test_unknown_suffix_and_bad_syntax(tmp_path: Path) -> None:
     ini = tmp_path / "alerts.ini"
     ini.write_text("x")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from alerts_factories import make_alert
-from conftest import FakeSlack, SlackReply, SmtpPeer
+from alerts_peers import FakeSlack, SlackReply, SmtpPeer
 from typer.testing import CliRunner
 
 from alerts.cli import alerts_app

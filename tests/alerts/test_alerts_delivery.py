@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from alerts_factories import T0, make_alert
-from conftest import (
+from alerts_peers import (
     SMTP_PASSWORD,
     SMTP_USER,
     WEBHOOK_PATH,

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from alerts_factories import make_alert
-from conftest import FakeSlack
+from alerts_peers import FakeSlack
 from pydantic import SecretStr
 
 from alerts.service import AlertService, build_dispatcher, make_consumer, make_producer

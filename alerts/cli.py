@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from alerts.errors import AlertsError, NotifyError
+from alerts.errors import AlertsError, NotifyError, RoutingError
 from alerts.grouping import Batch
 from alerts.message import build_content
 from alerts.routing import Channel, build_routing
@@ -55,10 +55,12 @@ def run() -> None:
 def test(
     channel: Annotated[Channel, typer.Option(help="Which configured channel to try.")],
     to: Annotated[
-        list[str] | None, typer.Option(help="E-mail recipient (repeatable); email only.")
+        list[str] | None,
+        typer.Option(help="E-mail recipient (repeatable); default: every email_to of the routing."),
     ] = None,
 ) -> None:
     """Send one clearly marked test message through the real configured channel."""
+    from alerts.routing import load_routing
     from alerts.secrets import resolve_secrets
     from alerts.service import build_notifiers
 
@@ -66,18 +68,14 @@ def test(
     try:
         secrets = resolve_secrets(settings)
         notifier = build_notifiers(settings, secrets, {channel})[channel]
-        route = build_routing(
-            {
-                "routes": [
-                    {
-                        "name": "test",
-                        "channels": [channel],
-                        "email_to": list(to or []),
-                        "group_wait": 0,
-                    }
-                ]
-            }
-        ).routes[0]
+        recipients = list(to or [])
+        if channel == "email" and not recipients and settings.alerts_routing_file:
+            routing = load_routing(settings.alerts_routing_file)
+            recipients = sorted({addr for r in routing.routes for addr in r.email_to})
+        if channel == "email" and not recipients:
+            raise RoutingError("no recipients: pass --to or set email_to in the routing file")
+        entry = {"name": "test", "channels": [channel], "email_to": recipients, "group_wait": 0}
+        route = build_routing({"routes": [entry]}).routes[0]
         batch = Batch(route, channel, ("market",), (sample_alert(),), sequence=1, group_total=1)
         note = notifier.send(
             build_content(batch, settings.alerts_dashboard_url, is_test=True), route

@@ -83,3 +83,28 @@ def test_history_lists_deliveries(env: dict[str, str]) -> None:
     assert "ticker:MSFT" in failed.output and "ticker:AAPL" not in failed.output
     wrong = CliRunner().invoke(alerts_app, ["history", "--status", "lost"], env=env)
     assert wrong.exit_code == 2
+
+
+def test_test_email_defaults_to_routing_recipients(
+    env: dict[str, str], smtp_plain: SmtpPeer, tmp_path: Path
+) -> None:
+    routing = tmp_path / "routing.yaml"
+    routing.write_text(
+        "routes:\n"
+        "  - {name: a, channels: [email], email_to: [b@example.com, a@example.com]}\n"
+        "  - {name: b, channels: [email], email_to: [a@example.com]}\n"
+    )
+    env |= {
+        "FINSENTRY_ALERTS_SMTP_PORT": str(smtp_plain.port),
+        "FINSENTRY_ALERTS_SMTP_SECURITY": "none",
+        "FINSENTRY_ALERTS_ROUTING_FILE": str(routing),
+    }
+    result = CliRunner().invoke(alerts_app, ["test", "--channel", "email"], env=env)
+    assert result.exit_code == 0, result.output
+    assert smtp_plain.recorder.envelopes[0][1] == ["a@example.com", "b@example.com"]
+
+
+def test_test_email_without_recipients_says_so(env: dict[str, str]) -> None:
+    result = CliRunner().invoke(alerts_app, ["test", "--channel", "email"], env=env)
+    assert result.exit_code == 1
+    assert "no recipients: pass --to" in result.output

@@ -98,13 +98,23 @@ def slack() -> Iterator[FakeSlack]:
 
 
 class SmtpRecorder:
-    """aiosmtpd handler: scripted refusals at DATA, then accepts and parses each message."""
+    """aiosmtpd handler: scripted refusals at RCPT and DATA, then accepts and parses mail."""
 
     def __init__(self) -> None:
         self.refusals: list[str] = []
+        self.rcpt_refusals: dict[str, list[str]] = {}
         self.messages: list[EmailMessage] = []
         self.envelopes: list[tuple[str, list[str]]] = []
         self.data_attempts = 0
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        script = self.rcpt_refusals.get(address)
+        if script:
+            return script.pop(0)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.data_attempts += 1

@@ -388,6 +388,32 @@ def test_smtp_refuses_then_accepts(store: Store, smtp_plain: SmtpPeer) -> None:
     assert record is not None and (record.status, record.attempts) == ("delivered", 2)
 
 
+def test_smtp_greylisting_at_rcpt_is_retried(store: Store, smtp_plain: SmtpPeer) -> None:
+    smtp_plain.recorder.rcpt_refusals = {
+        "desk@example.com": ["450 4.2.0 Greylisted, come back later"],
+        "risk@example.com": ["450 4.2.0 Greylisted, come back later"],
+    }
+    dispatcher = email_dispatcher(store, smtp_settings(smtp_plain))
+    dispatcher.accept(make_alert(), T0)
+    (first,) = dispatcher.tick(T0 + 30 * S)
+    assert first.status == "retrying" and "refused every recipient" in (first.error or "")
+    (second,) = dispatcher.tick(T0 + 31 * S)
+    assert second.status == "delivered" and len(smtp_plain.recorder.messages) == 1
+
+
+def test_smtp_partial_refusal_delivers_and_notes_it(store: Store, smtp_plain: SmtpPeer) -> None:
+    smtp_plain.recorder.rcpt_refusals = {"risk@example.com": ["550 5.1.1 No such user"]}
+    dispatcher = email_dispatcher(store, smtp_settings(smtp_plain))
+    alert = make_alert()
+    dispatcher.accept(alert, T0)
+    (outcome,) = dispatcher.tick(T0 + 30 * S)
+    assert outcome.status == "delivered"
+    assert smtp_plain.recorder.envelopes[0][1] == ["desk@example.com"]
+    record = store.get_delivery(alert.id, "email:desk")
+    assert record is not None and record.status == "delivered"
+    assert "refused risk@example.com (550 5.1.1 No such user)" in (record.error or "")
+
+
 def test_smtp_5xx_is_permanent(store: Store, smtp_plain: SmtpPeer) -> None:
     smtp_plain.recorder.refusals = ["554 5.7.1 Message rejected"]
     dispatcher = email_dispatcher(store, smtp_settings(smtp_plain))

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from alerts_factories import make_alert
-from alerts_peers import FakeSlack, SlackReply, SmtpPeer
 from typer.testing import CliRunner
 
 from alerts.cli import alerts_app
 from finsentry.store import Store
+from tests.alerts.alerts_factories import make_alert
+from tests.alerts.alerts_peers import FakeSlack, SlackReply, SmtpPeer
 
 pytestmark = pytest.mark.integration
 

@@ -9,15 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from alerts_factories import T0, make_alert
-from alerts_peers import (
-    SMTP_PASSWORD,
-    SMTP_USER,
-    WEBHOOK_PATH,
-    FakeSlack,
-    SlackReply,
-    SmtpPeer,
-)
 from pydantic import SecretStr
 
 from alerts.dispatch import Dispatcher
@@ -28,6 +19,15 @@ from alerts.secrets import AlertSecrets
 from finsentry.config import Settings, load_settings
 from finsentry.schema import Evidence
 from finsentry.store import Store
+from tests.alerts.alerts_factories import T0, make_alert
+from tests.alerts.alerts_peers import (
+    SMTP_PASSWORD,
+    SMTP_USER,
+    WEBHOOK_PATH,
+    FakeSlack,
+    SlackReply,
+    SmtpPeer,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -3,12 +3,12 @@ from __future__ import annotations
 from datetime import time, timedelta
 
 import pytest
-from alerts_factories import T0, make_alert, make_route
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from alerts.grouping import Grouper
 from alerts.retry import RetryPolicy
+from tests.alerts.alerts_factories import T0, make_alert, make_route
 
 pytestmark = pytest.mark.unit
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from alerts_factories import make_alert, make_route
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -19,6 +18,7 @@ from alerts.message import (
     top_evidence,
 )
 from finsentry.schema import Evidence
+from tests.alerts.alerts_factories import make_alert, make_route
 
 pytestmark = pytest.mark.unit
 

@@ -4,12 +4,12 @@ from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
-from alerts_factories import make_alert, make_route
 from hypothesis import given
 from hypothesis import strategies as st
 
 from alerts.errors import RoutingError
 from alerts.routing import QuietHours, build_routing, load_routing, parse_duration
+from tests.alerts.alerts_factories import make_alert, make_route
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -9,34 +9,25 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from alerts_factories import make_alert
-from alerts_peers import FakeSlack
 from pydantic import SecretStr
 
 from alerts.service import AlertService, build_dispatcher, make_consumer, make_producer
 from finsentry.config import Settings
 from finsentry.schema import Alert
 from finsentry.store import Store
+from tests.alerts.alerts_factories import make_alert
+from tests.alerts.alerts_peers import FakeSlack
+from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
-    """Poll a readiness condition; fail naming what never happened."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -63,7 +54,9 @@ def isolated(kafka_settings: Settings, tmp_path: Path, slack: FakeSlack) -> Iter
     topics = [settings.topic("alerts"), settings.topic("deadletter")]
     admin.create_topics([NewTopic(name, 2, 1) for name in topics])
     try:
-        wait_for(lambda: all(partitions_led(settings, t) == 2 for t in topics), "topics ready")
+        wait_until(
+            lambda: all(partitions_led(settings, t) == 2 for t in topics), 60.0, "topics ready"
+        )
         yield settings
     finally:
         admin.delete_topics(topics)
@@ -138,8 +131,12 @@ def test_service_delivers_commits_and_dead_letters(isolated: Settings, slack: Fa
     runner = threading.Thread(target=service.run, args=(stop,))
     runner.start()
     try:
-        wait_for(lambda: statuses(settings, alerts) == ["delivered"] * 3, "three deliveries")
-        wait_for(lambda: committed_total(settings) == 4, "offsets of all four messages committed")
+        wait_until(
+            lambda: statuses(settings, alerts) == ["delivered"] * 3, 60.0, "three deliveries"
+        )
+        wait_until(
+            lambda: committed_total(settings) == 4, 60.0, "offsets of all four messages committed"
+        )
     finally:
         stop.set()
         runner.join(timeout=30)
@@ -225,8 +222,10 @@ def test_kill_between_consume_and_delivery_then_restart(
 
     run1 = ServiceProcess(settings, slack.url, log)
     try:
-        wait_for(lambda: statuses(settings, [first]) == ["pending"], "first alert recorded")
-        wait_for(lambda: committed_total(settings) == 1, "its offset committed after the record")
+        wait_until(lambda: statuses(settings, [first]) == ["pending"], 60.0, "first alert recorded")
+        wait_until(
+            lambda: committed_total(settings) == 1, 60.0, "its offset committed after the record"
+        )
         run1.kill()
     finally:
         run1.ensure_stopped()
@@ -235,9 +234,9 @@ def test_kill_between_consume_and_delivery_then_restart(
     write_routing(settings.alerts_routing_file, group_wait="0s")  # type: ignore[arg-type]
     run2 = ServiceProcess(settings, slack.url, log)
     try:
-        wait_for(lambda: statuses(settings, [first]) == ["delivered"], "recovered delivery")
+        wait_until(lambda: statuses(settings, [first]) == ["delivered"], 60.0, "recovered delivery")
         produce(settings, second.to_json())
-        wait_for(lambda: statuses(settings, [second]) == ["delivered"], "second delivery")
+        wait_until(lambda: statuses(settings, [second]) == ["delivered"], 60.0, "second delivery")
         run2.kill()
     finally:
         run2.ensure_stopped()
@@ -248,8 +247,9 @@ def test_kill_between_consume_and_delivery_then_restart(
     )
     run3 = ServiceProcess(regroup, slack.url, log)
     try:
-        wait_for(
+        wait_until(
             lambda: committed_total(settings, regroup.alerts_consumer_group) == 2,
+            60.0,
             "both alerts re-consumed by the new group",
         )
         assert run3.terminate() == 0

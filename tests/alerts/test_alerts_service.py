@@ -171,7 +171,7 @@ def read_all(settings: Settings, topic: str) -> list[dict[str, Any]]:
 
 
 class ServiceProcess:
-    """``finsentry alerts run`` in a child process, stopped by its PID."""
+    """``finsentry alerts run`` (the real CLI) in a child process, stopped by its PID."""
 
     def __init__(self, settings: Settings, slack_url: str, log: Path) -> None:
         env = {
@@ -191,7 +191,7 @@ class ServiceProcess:
         self.log = log
         with log.open("ab") as sink:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", "from alerts.cli import alerts_app; alerts_app(['run'])"],
+                [sys.executable, "-c", "from finsentry.cli import app; app()", "alerts", "run"],
                 env=env,
                 cwd=log.parent,
                 stdout=sink,

@@ -83,6 +83,7 @@ class Counters:
     queued: int = 0
     delivered: int = 0
     failed: int = 0
+    commit_failures: int = 0
 
 
 class AlertService:
@@ -159,12 +160,15 @@ class AlertService:
         future.get(timeout=30)
 
     def _commit(self) -> None:
-        from kafka.errors import CommitFailedError
+        """Commit what was polled. A refused commit (a rebalance under way, a session that
+        expired) is not fatal: those alerts are read again and found already recorded."""
+        from kafka.errors import CommitFailedError, KafkaTimeoutError, RebalanceInProgressError
 
         try:
             self._consumer.commit()
-        except CommitFailedError as exc:
-            log.warning("offset commit refused (rebalance?); alerts will be re-read: %s", exc)
+        except (CommitFailedError, RebalanceInProgressError, KafkaTimeoutError) as exc:
+            self.counters.commit_failures += 1
+            log.warning("offset commit refused, these alerts will be read again: %r", exc)
 
     def close(self) -> None:
         self._consumer.close(autocommit=False)

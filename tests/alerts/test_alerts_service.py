@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -198,6 +198,14 @@ class ServiceProcess:
                 stderr=subprocess.STDOUT,
             )
 
+    def wait(self, predicate: Callable[[], bool], what: str) -> None:
+        """Wait for a condition; on timeout the failure carries the service's log."""
+        try:
+            wait_until(predicate, 60.0, what)
+        except AssertionError as exc:
+            tail = self.log.read_text(errors="replace")[-6000:]
+            raise AssertionError(f"{exc}\n--- service log (tail) ---\n{tail}") from None
+
     def kill(self) -> None:
         os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=30)
@@ -222,10 +230,8 @@ def test_kill_between_consume_and_delivery_then_restart(
 
     run1 = ServiceProcess(settings, slack.url, log)
     try:
-        wait_until(lambda: statuses(settings, [first]) == ["pending"], 60.0, "first alert recorded")
-        wait_until(
-            lambda: committed_total(settings) == 1, 60.0, "its offset committed after the record"
-        )
+        run1.wait(lambda: statuses(settings, [first]) == ["pending"], "first alert recorded")
+        run1.wait(lambda: committed_total(settings) == 1, "its offset committed after the record")
         run1.kill()
     finally:
         run1.ensure_stopped()
@@ -234,9 +240,9 @@ def test_kill_between_consume_and_delivery_then_restart(
     write_routing(settings.alerts_routing_file, group_wait="0s")  # type: ignore[arg-type]
     run2 = ServiceProcess(settings, slack.url, log)
     try:
-        wait_until(lambda: statuses(settings, [first]) == ["delivered"], 60.0, "recovered delivery")
+        run2.wait(lambda: statuses(settings, [first]) == ["delivered"], "recovered delivery")
         produce(settings, second.to_json())
-        wait_until(lambda: statuses(settings, [second]) == ["delivered"], 60.0, "second delivery")
+        run2.wait(lambda: statuses(settings, [second]) == ["delivered"], "second delivery")
         run2.kill()
     finally:
         run2.ensure_stopped()
@@ -247,9 +253,8 @@ def test_kill_between_consume_and_delivery_then_restart(
     )
     run3 = ServiceProcess(regroup, slack.url, log)
     try:
-        wait_until(
+        run3.wait(
             lambda: committed_total(settings, regroup.alerts_consumer_group) == 2,
-            60.0,
             "both alerts re-consumed by the new group",
         )
         assert run3.terminate() == 0

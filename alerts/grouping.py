@@ -49,6 +49,7 @@ class _Group:
     route: Route
     channel: str
     labels: tuple[str, ...]
+    opened_at: datetime
     pending: dict[str, Alert] = field(default_factory=dict)
     seen: set[str] = field(default_factory=set)
     next_flush: datetime | None = None
@@ -76,16 +77,19 @@ class Grouper:
         key = (route.name, channel, labels)
         group = self._groups.get(key)
         if group is None:
-            group = self._groups[key] = _Group(route, channel, labels)
+            group = self._groups[key] = _Group(route, channel, labels, opened_at=now)
         if alert.id in group.seen:
             return False
         group.seen.add(alert.id)
         group.pending[alert.id] = alert
+        on_schedule = self._scheduled(group, now)
         if group.next_flush is None:
-            if group.last_flush is None:
-                group.next_flush = now + route.group_wait
-            else:
-                group.next_flush = max(now, group.last_flush + route.group_interval)
+            group.next_flush = on_schedule
+        elif (
+            alert.severity == "critical" and route.quiet_hours and route.quiet_hours.except_critical
+        ):
+            # A flush held by quiet hours must not hold a critical alert that may pass them.
+            group.next_flush = min(group.next_flush, on_schedule)
         return True
 
     def due(self, now: datetime) -> list[Batch]:
@@ -119,6 +123,14 @@ class Grouper:
             group.next_flush = None
         self._expire(now)
         return batches
+
+    @staticmethod
+    def _scheduled(group: _Group, now: datetime) -> datetime:
+        """When the group's next flush falls by its timing alone, ignoring quiet hours."""
+        route = group.route
+        if group.last_flush is None:
+            return max(now, group.opened_at + route.group_wait)
+        return max(now, group.last_flush + route.group_interval)
 
     def next_due(self) -> datetime | None:
         """The earliest time at which ``due`` could return something."""

@@ -116,6 +116,18 @@ def test_quiet_hours_hold_until_end_but_let_critical_through() -> None:
     assert held.labels == ("ticker:AAPL",)
 
 
+def test_critical_joining_a_held_group_releases_it() -> None:
+    quiet = {"start": time(13), "end": time(15), "timezone": "UTC"}
+    route = make_route(group_wait=10, quiet_hours=quiet)
+    grouper = Grouper()
+    grouper.add(route, "slack", make_alert(window=0), T0)
+    assert grouper.due(T0 + 10 * S) == []
+    assert grouper.next_due() == T0.replace(hour=15)
+    grouper.add(route, "slack", make_alert(window=1, severity="critical"), T0 + 60 * S)
+    (batch,) = grouper.due(T0 + 60 * S)
+    assert [a.severity for a in batch.alerts] == ["critical", "warning"]
+
+
 def test_quiet_hours_can_hold_critical_too() -> None:
     quiet = {"start": time(13), "end": time(15), "timezone": "UTC", "except_critical": False}
     route = make_route(group_wait=0, quiet_hours=quiet)

@@ -62,14 +62,17 @@ def build_notifiers(
     return notifiers
 
 
-def build_dispatcher(settings: Settings, store: Store) -> Dispatcher:
+def build_dispatcher(settings: Settings, store: Callable[[], Store]) -> Dispatcher:
+    """Secrets, routing and notifiers first, so a configuration error surfaces before the
+    store is opened (or, for SQLite, created)."""
     secrets = resolve_secrets(settings)
     routing = load_configured_routing(settings, secrets)
     channels = {channel for route in routing.routes for channel in route.channels}
+    notifiers = build_notifiers(settings, secrets, channels)
     return Dispatcher(
-        store,
+        store(),
         routing,
-        build_notifiers(settings, secrets, channels),
+        notifiers,
         policy=RetryPolicy.from_settings(settings),
         dashboard_url=settings.alerts_dashboard_url,
         secrets=secrets,
@@ -212,9 +215,14 @@ def make_producer(settings: Settings) -> Any:
 
 def run_service(settings: Settings, stop: threading.Event) -> Counters:
     """Run until ``stop`` is set; everything is closed on the way out."""
-    store = Store(settings.database_url)
+    opened: list[Store] = []
+
+    def open_store() -> Store:
+        opened.append(Store(settings.database_url))
+        return opened[0]
+
     try:
-        dispatcher = build_dispatcher(settings, store)
+        dispatcher = build_dispatcher(settings, open_store)
         service = AlertService(
             settings,
             dispatcher,
@@ -226,4 +234,5 @@ def run_service(settings: Settings, stop: threading.Event) -> Counters:
         finally:
             service.close()
     finally:
-        store.close()
+        for store in opened:
+            store.close()

@@ -120,7 +120,7 @@ def test_service_delivers_commits_and_dead_letters(isolated: Settings, slack: Fa
     produce(settings, *(a.to_json() for a in alerts), b'{"not": "an alert"}')
 
     store = Store(settings.database_url)
-    dispatcher = build_dispatcher(settings, store)
+    dispatcher = build_dispatcher(settings, lambda: store)
     service = AlertService(
         settings,
         dispatcher,

@@ -155,17 +155,26 @@ def test_service_delivers_commits_and_dead_letters(isolated: Settings, slack: Fa
 
 
 def read_all(settings: Settings, topic: str) -> list[dict[str, Any]]:
-    from kafka import KafkaConsumer
+    """Every record of the topic: the end offsets say how many, so no quiet period is awaited."""
+    from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=settings.bootstrap_servers,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=3000,
-        group_id=None,
+        bootstrap_servers=settings.bootstrap_servers, group_id=None, enable_auto_commit=False
     )
     try:
-        return [json.loads(record.value) for record in consumer]
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning()
+        total = sum(consumer.end_offsets(partitions).values())
+        records: list[dict[str, Any]] = []
+
+        def read_more() -> bool:
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend(json.loads(record.value) for record in batch)
+            return len(records) >= total
+
+        wait_until(read_more, 60.0, f"{total} records of {topic}")
+        return records
     finally:
         consumer.close()
 

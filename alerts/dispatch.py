@@ -2,8 +2,8 @@
 
 ``accept`` makes an alert durable (the alert row plus one ``pending`` delivery row per route
 channel) before the caller commits its Kafka offset; ``tick`` sends what grouping says is due
-and retries transient failures with backoff; ``recover`` reloads unfinished deliveries after a
-restart. A delivery that is ``delivered`` or ``failed`` is never attempted again, so a
+and retries transient failures with backoff; ``recover`` reloads unfinished deliveries and the
+groups' timing (job_state ``alerts.grouping``) after a restart. A delivery that is ``delivered`` or ``failed`` is never attempted again, so a
 re-consumed alert is not sent twice. The caller passes ``now``; nothing here reads a clock.
 """
 
@@ -28,6 +28,7 @@ from finsentry.store import Store
 log = logging.getLogger(__name__)
 
 UNFINISHED: Final = ("pending", "retrying")
+GROUPING_STATE: Final = "alerts.grouping"
 FINISHED: Final = ("delivered", "failed")
 
 
@@ -108,7 +109,13 @@ class Dispatcher:
         return queued
 
     def recover(self, now: datetime) -> int:
-        """Requeue every pending or retrying delivery in the store; returns how many."""
+        """Reopen the groups that had notified, then requeue every pending or retrying
+        delivery in the store; returns how many deliveries were requeued."""
+        reopened = self._grouper.restore(
+            self._store.get_state(GROUPING_STATE, []), self._routing, now
+        )
+        if reopened:
+            log.info("reopened %d alert groups with their timing from before the restart", reopened)
         count = 0
         for record in self._store.deliveries_with_status(UNFINISHED):
             channel, _, route_name = record.channel.partition(":")
@@ -121,17 +128,21 @@ class Dispatcher:
             if alert is None:
                 continue
             self._prior[(alert.id, record.channel)] = record.attempts
-            count += self._grouper.add(route, channel, alert, now)
+            resend = record.status == "retrying"
+            count += self._grouper.add(route, channel, alert, now, resend=resend)
         if count:
             log.info("recovered %d unfinished deliveries from the store", count)
         return count
 
     def tick(self, now: datetime) -> list[Outcome]:
         """Send every batch that is due and every retry whose wait is over."""
-        for batch in self._grouper.due(now):
+        batches = self._grouper.due(now)
+        for batch in batches:
             prior = {a.id: self._prior.pop((a.id, batch.channel_id), 0) for a in batch.alerts}
             self._jobs.append(_Job(batch=batch, due=now, prior=prior))
             self._in_flight.update((a.id, batch.channel_id) for a in batch.alerts)
+        if batches:
+            self._store.put_state(GROUPING_STATE, self._grouper.snapshot())
         ready = [job for job in self._jobs if job.due <= now]
         self._jobs = [job for job in self._jobs if job.due > now]
         return [self._attempt(job, now) for job in ready]

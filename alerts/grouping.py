@@ -12,6 +12,8 @@ Alerts of one route and channel with the same group labels (by default the key) 
 - quiet hours: a flush that falls in the route's quiet span waits for its end (a critical
   alert passes unless the route says otherwise). Nothing is dropped.
 
+``snapshot``/``restore`` carry the timing of groups that have notified across a restart (the
+dispatcher keeps it in the store), so a storm does not start over when the service does.
 The caller passes ``now`` to every method; no method reads a clock.
 """
 
@@ -19,8 +21,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from alerts.routing import Route
+from alerts.routing import Route, RoutingConfig
 from finsentry.schema import Alert
 
 
@@ -55,6 +58,12 @@ class _Group:
     next_flush: datetime | None = None
     last_flush: datetime | None = None
     sequence: int = 0
+    # Alerts counted before a restart, whose ids are no longer held in ``seen``.
+    earlier: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.earlier + len(self.seen)
 
 
 def channel_id(channel: str, route_name: str) -> str:
@@ -71,8 +80,14 @@ class Grouper:
     def __len__(self) -> int:
         return len(self._groups)
 
-    def add(self, route: Route, channel: str, alert: Alert, now: datetime) -> bool:
-        """Put an alert into its group; False when the group already holds it."""
+    def add(
+        self, route: Route, channel: str, alert: Alert, now: datetime, *, resend: bool = False
+    ) -> bool:
+        """Put an alert into its group; False when the group already holds it.
+
+        ``resend`` marks an alert whose earlier send failed before a restart: it is not news
+        joining the group, so it waits only ``group_wait``, not the group's interval.
+        """
         labels = route.group_labels(alert)
         key = (route.name, channel, labels)
         group = self._groups.get(key)
@@ -82,8 +97,12 @@ class Grouper:
             return False
         group.seen.add(alert.id)
         group.pending[alert.id] = alert
-        on_schedule = self._scheduled(group, now)
-        if group.next_flush is None:
+        if resend and group.earlier:
+            group.earlier -= 1  # a restored group already counted it
+        on_schedule = now + route.group_wait if resend else self._scheduled(group, now)
+        if resend and group.next_flush is not None:
+            group.next_flush = min(group.next_flush, on_schedule)
+        elif group.next_flush is None:
             group.next_flush = on_schedule
         elif (
             alert.severity == "critical" and route.quiet_hours and route.quiet_hours.except_critical
@@ -115,7 +134,7 @@ class Grouper:
                     labels=group.labels,
                     alerts=tuple(sorted(group.pending.values(), key=_order)),
                     sequence=group.sequence,
-                    group_total=len(group.seen),
+                    group_total=group.total,
                 )
             )
             group.pending.clear()
@@ -136,6 +155,46 @@ class Grouper:
         """The earliest time at which ``due`` could return something."""
         times = [g.next_flush for g in self._groups.values() if g.next_flush is not None]
         return min(times, default=None)
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """The timing of groups that have notified, as JSON-ready data, so that a restarted
+        service keeps their group_interval instead of starting them afresh."""
+        return [
+            {
+                "route": g.route.name,
+                "channel": g.channel,
+                "labels": list(g.labels),
+                "last_flush": g.last_flush.isoformat(),
+                "sequence": g.sequence,
+                "total": g.total,
+            }
+            for g in self._groups.values()
+            if g.last_flush is not None
+        ]
+
+    def restore(self, snapshot: list[dict[str, Any]], routing: RoutingConfig, now: datetime) -> int:
+        """Reopen the snapshot's groups that still exist in the routing and have not expired;
+        returns how many. Call before adding any alert."""
+        restored = 0
+        for entry in snapshot:
+            route = routing.route(entry["route"])
+            if route is None or entry["channel"] not in route.channels:
+                continue
+            last_flush = datetime.fromisoformat(entry["last_flush"])
+            if now >= last_flush + route.repeat_interval:
+                continue
+            labels = tuple(entry["labels"])
+            self._groups[(route.name, entry["channel"], labels)] = _Group(
+                route,
+                entry["channel"],
+                labels,
+                opened_at=last_flush,
+                last_flush=last_flush,
+                sequence=entry["sequence"],
+                earlier=entry["total"],
+            )
+            restored += 1
+        return restored
 
     def _expire(self, now: datetime) -> None:
         stale = [

@@ -286,6 +286,22 @@ def test_restart_delivers_pending_once_and_never_resends(store: Store, slack: Fa
     assert keys == ["*Key*\nticker:AAPL", "*Key*\nticker:MSFT"]
 
 
+def test_restart_keeps_group_interval(store: Store, slack: FakeSlack) -> None:
+    first = slack_dispatcher(store, slack)
+    first.accept(make_alert(window=0), T0)
+    first.tick(T0 + 30 * S)
+    first.close()
+    second = slack_dispatcher(store, slack)
+    second.recover(T0 + 40 * S)
+    second.accept(make_alert(window=1), T0 + 40 * S)
+    # Without the saved timing this would go out at T0+70s as a fresh group.
+    assert second.next_wake() == T0 + 330 * S
+    (outcome,) = second.tick(T0 + 330 * S)
+    assert outcome.status == "delivered"
+    update = slack.payloads()[1]["blocks"][0]["text"]["text"]
+    assert update.endswith("(update 2, 2 in this group)")
+
+
 def test_restart_keeps_attempt_count_of_retrying(store: Store, slack: FakeSlack) -> None:
     slack.script = [SlackReply(status=502)]
     first = slack_dispatcher(store, slack)

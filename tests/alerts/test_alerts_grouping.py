@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from datetime import time, timedelta
 
 import pytest
@@ -8,6 +9,7 @@ from hypothesis import strategies as st
 
 from alerts.grouping import Grouper
 from alerts.retry import RetryPolicy
+from alerts.routing import build_routing
 from tests.alerts.alerts_factories import T0, make_alert, make_route
 
 pytestmark = pytest.mark.unit
@@ -62,6 +64,51 @@ def test_group_forgotten_after_repeat_interval() -> None:
     grouper.add(route, "slack", make_alert(window=1), T0 + 700 * S)
     (batch,) = grouper.due(T0 + 710 * S)
     assert batch.sequence == 1
+
+
+def test_snapshot_restore_keeps_interval_sequence_and_total() -> None:
+    route = make_route(group_wait=10, group_interval=300, repeat_interval=3600)
+    routing = build_routing({"routes": [route.model_dump(by_alias=True)]})
+    before = Grouper()
+    before.add(route, "slack", make_alert(window=0), T0)
+    before.add(route, "slack", make_alert(window=1), T0)
+    before.due(T0 + 10 * S)
+    snapshot = json.loads(json.dumps(before.snapshot()))
+
+    after = Grouper()
+    assert after.restore(snapshot, routing, T0 + 60 * S) == 1
+    after.add(route, "slack", make_alert(window=2), T0 + 60 * S)
+    assert after.next_due() == T0 + 310 * S
+    (update,) = after.due(T0 + 310 * S)
+    assert (update.sequence, update.group_total, len(update.alerts)) == (2, 3, 1)
+
+
+def test_resend_after_restart_waits_only_group_wait() -> None:
+    route = make_route(group_wait=10, group_interval=300, repeat_interval=3600)
+    routing = build_routing({"routes": [route.model_dump(by_alias=True)]})
+    before = Grouper()
+    failed = make_alert(window=0)
+    before.add(route, "slack", failed, T0)
+    before.due(T0 + 10 * S)
+    after = Grouper()
+    after.restore(before.snapshot(), routing, T0 + 60 * S)
+    after.add(route, "slack", failed, T0 + 60 * S, resend=True)
+    assert after.next_due() == T0 + 70 * S
+    (batch,) = after.due(T0 + 70 * S)
+    assert batch.alerts == (failed,) and batch.group_total == 1
+
+
+def test_restore_skips_expired_and_unrouted_groups() -> None:
+    route = make_route(group_wait=0, repeat_interval=100)
+    grouper = Grouper()
+    grouper.add(route, "slack", make_alert(), T0)
+    grouper.due(T0)
+    snapshot = grouper.snapshot()
+    renamed = build_routing({"routes": [{"name": "other", "channels": ["slack"]}]})
+    same = build_routing({"routes": [route.model_dump(by_alias=True)]})
+    assert Grouper().restore(snapshot, renamed, T0) == 0
+    assert Grouper().restore(snapshot, same, T0 + 100 * S) == 0
+    assert Grouper().restore(snapshot, same, T0 + 99 * S) == 1
 
 
 def test_keys_and_channels_group_separately_and_duplicates_are_ignored() -> None:

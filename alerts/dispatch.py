@@ -3,8 +3,9 @@
 ``accept`` makes an alert durable (the alert row plus one ``pending`` delivery row per route
 channel) before the caller commits its Kafka offset; ``tick`` sends what grouping says is due
 and retries transient failures with backoff; ``recover`` reloads unfinished deliveries and the
-groups' timing (job_state ``alerts.grouping``) after a restart. A delivery that is ``delivered`` or ``failed`` is never attempted again, so a
-re-consumed alert is not sent twice. The caller passes ``now``; nothing here reads a clock.
+groups' timing (job_state ``alerts.grouping``) after a restart. A delivery that is
+``delivered`` or ``failed`` is never attempted again, so a re-consumed alert is not sent twice.
+The caller passes ``now``; nothing here reads a clock.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ import json
 
 import typer
 
+from alerts.cli import alerts_app
 from finsentry.config import ConfigError, get_settings
 from finsentry.kafka_cli import kafka_app
 from stream.cli import worker
@@ -17,6 +18,7 @@ app = typer.Typer(
 )
 app.add_typer(kafka_app, name="kafka")
 app.command("worker")(worker)
+app.add_typer(alerts_app, name="alerts")
 
 
 @app.command("config")

@@ -137,6 +137,31 @@ class Settings(BaseSettings):
     dashboard_username: str | None = None
     dashboard_password: SecretStr | None = None
 
+    # Alerts (alerts/). Routing rules live in their own TOML/YAML file; secrets (the Slack
+    # webhook URL, the SMTP password) come only from env or `alerts_secrets_file`, never from
+    # finsentry.toml or the routing file.
+    alerts_routing_file: Path | None = None
+    alerts_consumer_group: str = Field(default="finsentry-alerts", min_length=1)
+    # How soon a crashed service's partitions go to a new instance (broker minimum is 6 s).
+    alerts_session_timeout_s: float = Field(default=10.0, ge=1)
+    alerts_dashboard_url: str = "http://127.0.0.1:8050"
+    alerts_secrets_file: Path | None = None
+    alerts_slack_webhook_url: SecretStr | None = None
+    alerts_slack_timeout_s: float = Field(default=10.0, gt=0)
+    alerts_smtp_host: str = "127.0.0.1"
+    alerts_smtp_port: int = Field(default=587, ge=1, le=65535)
+    alerts_smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    alerts_smtp_ca_file: Path | None = None
+    alerts_smtp_username: str | None = None
+    alerts_smtp_password: SecretStr | None = None
+    alerts_smtp_from: str = "finsentry <finsentry@localhost>"
+    alerts_smtp_timeout_s: float = Field(default=10.0, gt=0)
+    alerts_retry_base_s: float = Field(default=2.0, ge=0)
+    alerts_retry_factor: float = Field(default=2.0, ge=1)
+    alerts_retry_max_s: float = Field(default=600.0, ge=0)
+    alerts_retry_max_attempts: int = Field(default=8, ge=1)
+    alerts_max_idle_s: float = Field(default=1.0, gt=0)
+
     @field_validator("kafka_topic_partitions")
     @classmethod
     def _positive_partitions(cls, value: dict[str, int]) -> dict[str, int]:

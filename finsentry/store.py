@@ -396,6 +396,23 @@ class Store:
         with self.engine.connect() as conn:
             return [DeliveryRecord(**row) for row in conn.execute(query).mappings()]
 
+    def deliveries_with_status(
+        self, statuses: Sequence[str], limit: int | None = None
+    ) -> list[DeliveryRecord]:
+        """Deliveries in the given states, oldest update first (the alerts service resumes
+        its unfinished ones from here after a restart)."""
+        unknown = sorted(set(statuses) - set(DELIVERY_STATUSES))
+        if unknown:
+            raise StoreError(f"delivery statuses {unknown} are not among {DELIVERY_STATUSES}")
+        query = (
+            select(deliveries)
+            .where(deliveries.c.status.in_(list(statuses)))
+            .order_by(deliveries.c.updated_at, deliveries.c.alert_id, deliveries.c.channel)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [DeliveryRecord(**row) for row in conn.execute(query).mappings()]
+
     # feedback ---------------------------------------------------------------------------
     def add_feedback(self, post_id: str, field: str, new_label: str, *, user: str) -> int:
         """Store an analyst's correction; the old label is read from the post itself."""

@@ -46,10 +46,11 @@ def headlines(limit: int) -> list[str]:
                 for r in csv.DictReader(handle)
                 if r.get("Headlines")
             ]
-    return [f"{title} [{n}]" for n, title in enumerate(titles[:limit])]  # all distinct
+    return titles[:limit]
 
 
 def make_posts(texts: list[str], run: str) -> list[Post]:
+    """Titles differ per run and index, so dedup lets every post through."""
     return [
         Post(
             id=f"{run}:{n}",
@@ -57,7 +58,7 @@ def make_posts(texts: list[str], run: str) -> list[Post]:
             kind="news",
             published_at=T0 + timedelta(seconds=n),
             received_at=datetime.now(UTC),
-            title=text,
+            title=f"{text} ({run} {n})",
             tickers=("AAPL",),
         )
         for n, text in enumerate(texts)

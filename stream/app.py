@@ -50,9 +50,6 @@ def create_app(settings: Settings) -> faust.App:
         web_port=settings.worker_web_port,
         web_host=settings.worker_web_host,
         producer_acks=-1,
-        # Every take() below asks for fewer events than a stream buffer holds; a take()
-        # larger than the buffer would wait for events that flow control holds back.
-        stream_buffer_maxsize=max(4096, 2 * settings.stream_batch_size, 2 * SINK_BATCH),
         consumer_auto_offset_reset="earliest",
     )
 

@@ -1,0 +1,167 @@
+"""Pure data shaping between the query layer and the figures: ranges, downsampling, bands.
+
+No I/O and no Dash here, so every rule the analyst sees (what "last day" means, how a year
+of five-minute windows becomes a readable line, where the baseline band lies) is tested
+without a server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Final
+from urllib.parse import quote, unquote, urlsplit
+
+import numpy as np
+import pandas as pd
+
+RANGES: Final = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
+RANGE_LABELS: Final = {
+    "hour": "Last hour",
+    "day": "Last day",
+    "week": "Last week",
+    "custom": "Custom",
+}
+MAX_POINTS: Final = 1_500
+
+
+class RangeError(ValueError):
+    """The analyst's time range cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    start: datetime
+    end: datetime
+
+    @property
+    def label(self) -> str:
+        return f"{self.start:%Y-%m-%d %H:%M} – {self.end:%Y-%m-%d %H:%M} UTC"
+
+
+def resolve_range(
+    choice: str,
+    custom_start: str | None,
+    custom_end: str | None,
+    latest: datetime | None,
+    now: datetime,
+) -> TimeRange:
+    """The event-time range to show.
+
+    Relative ranges end at the newest closed window in the store (``latest``), not at the
+    wall clock, so a backfilled or lagging store still shows its last hour of data.
+    Custom dates are whole UTC days, the end day included.
+    """
+    anchor = latest or now
+    if choice in RANGES:
+        return TimeRange(anchor - RANGES[choice], anchor)
+    if choice != "custom":
+        raise RangeError(f"unknown range {choice!r}; choose one of {[*RANGES, 'custom']}")
+    if not custom_start or not custom_end:
+        raise RangeError("pick both a start and an end date for a custom range")
+    start = _day(custom_start)
+    end = _day(custom_end) + timedelta(days=1)
+    if end <= start:
+        raise RangeError(f"custom range ends ({custom_end}) before it starts ({custom_start})")
+    return TimeRange(start, end)
+
+
+def _day(text: str) -> datetime:
+    try:
+        day = date.fromisoformat(text[:10])
+    except ValueError as exc:
+        raise RangeError(f"{text!r} is not a date (YYYY-MM-DD)") from exc
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+WEIGHTED: Final = ("mean_score", "neg_share")
+MERGE: Final = {
+    "window_end": "max",
+    "count": "sum",
+    "baseline": "last",
+    "z": "max",
+    "is_spike": "any",
+}
+
+
+def downsample(series: pd.DataFrame, max_points: int = MAX_POINTS) -> pd.DataFrame:
+    """Merge neighbouring windows until at most ``max_points`` remain per key.
+
+    Means are weighted by post count so the merged point is what one big window would have
+    said; a merged point is a spike when any window in it was. Works on any subset of the
+    signal-point columns that includes key, window_start and count.
+    """
+    if series.empty or series.groupby("key").size().max() <= max_points:
+        return series
+    span = series["window_start"].max() - series["window_start"].min()
+    bucket = max(span / max_points, pd.Timedelta(seconds=1)).ceil("s")
+    weight = series["count"].clip(lower=0)
+    weighted = [name for name in WEIGHTED if name in series.columns]
+    frame = series.assign(
+        window_start=series["window_start"].dt.floor(bucket),
+        _w=weight,
+        **{f"_w_{name}": series[name] * weight for name in weighted},
+    )
+    rules = {name: rule for name, rule in MERGE.items() if name in frame.columns}
+    rules |= {"_w": "sum", **{f"_w_{name}": "sum" for name in weighted}}
+    grouped = frame.groupby(["key", "window_start"], as_index=False).agg(rules)
+    total = grouped["_w"].replace(0, np.nan)
+    for name in weighted:
+        grouped[name] = grouped[f"_w_{name}"] / total
+    return grouped[list(series.columns)]
+
+
+def baseline_band(series: pd.DataFrame, metric: str, z_threshold: float) -> pd.DataFrame:
+    """Where the spike detector would fire: baseline ± threshold × the window's spread.
+
+    The store keeps the baseline and the z statistic of the spike metric; the spread is
+    recovered as (value − baseline) / z and carried forward over windows where z is 0.
+    """
+    value = series[metric]
+    spread = ((value - series["baseline"]) / series["z"]).abs()
+    spread = spread.replace([np.inf, -np.inf], np.nan).where(series["z"].fillna(0) != 0)
+    spread = spread.ffill()
+    return pd.DataFrame(
+        {
+            "window_start": series["window_start"],
+            "baseline": series["baseline"],
+            "lower": series["baseline"] - z_threshold * spread,
+            "upper": series["baseline"] + z_threshold * spread,
+        }
+    )
+
+
+def key_path(key: str) -> str:
+    return f"/key/{quote(key, safe='')}"
+
+
+def alert_path(alert_id: str) -> str:
+    return f"/alert/{quote(alert_id, safe='')}"
+
+
+def parse_path(pathname: str | None) -> tuple[str, str | None]:
+    """``/key/ticker%3AAAPL`` -> ("key", "ticker:AAPL"); unknown paths -> ("missing", path)."""
+    path = pathname or "/"
+    if path in ("/", ""):
+        return "overview", None
+    if path.rstrip("/") == "/model":
+        return "model", None
+    for page in ("key", "alert"):
+        prefix = f"/{page}/"
+        if path.startswith(prefix) and len(path) > len(prefix):
+            return page, unquote(path[len(prefix) :])
+    return "missing", path
+
+
+def safe_url(url: str | None) -> str | None:
+    """Only http(s) links are rendered; anything else (``javascript:``) is shown as text."""
+    if not url:
+        return None
+    scheme = urlsplit(url.strip()).scheme.lower()
+    return url.strip() if scheme in ("http", "https") else None
+
+
+def format_probs(probs: dict[str, float] | None) -> str:
+    if not probs:
+        return ""
+    return " ".join(f"{name[:3]} {value:.2f}" for name, value in probs.items())

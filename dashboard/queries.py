@@ -1,0 +1,290 @@
+"""The dashboard's read path: parameterised SQLAlchemy Core over ``finsentry.store`` tables.
+
+Every function returns a pandas DataFrame (or a plain dict) shaped for one figure or table,
+so figure builders never see SQL and callbacks never build it. Series read the
+pre-aggregated ``signal_points``; post tables read ``posts`` through its time indexes and are
+always bounded by a time range and a page, so a 1,000,000-post store answers quickly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+import pandas as pd
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+
+from finsentry.store import Store, alerts, deliveries, model_versions, post_tickers, posts
+from finsentry.store import signal_points as sp
+
+SERIES_COLUMNS: Final = (
+    "key",
+    "window_start",
+    "window_end",
+    "count",
+    "mean_score",
+    "neg_share",
+    "baseline",
+    "z",
+    "is_spike",
+)
+POST_COLUMNS: Final = (
+    "id",
+    "published_at",
+    "source",
+    "title",
+    "url",
+    "sentiment",
+    "sentiment_probs",
+    "score",
+    "topic",
+    "model_version",
+)
+SORTABLE: Final = (
+    "published_at",
+    "source",
+    "title",
+    "sentiment",
+    "score",
+    "topic",
+    "model_version",
+)
+ALERT_COLUMNS: Final = (
+    "id",
+    "key",
+    "window_start",
+    "window_end",
+    "severity",
+    "z",
+    "neg_share",
+    "mean_score",
+    "count",
+    "baseline",
+    "model_version",
+)
+
+
+class QueryError(ValueError):
+    """A dashboard query was asked for something it cannot answer (bad key, sort column)."""
+
+
+@dataclass(frozen=True)
+class PostFilter:
+    """What the analyst typed into the post table's filter row; empty means no filter."""
+
+    sentiment: str | None = None
+    topic: str | None = None
+    source: str | None = None
+    title: str | None = None
+
+
+@dataclass(frozen=True)
+class PostPage:
+    rows: pd.DataFrame
+    total: int
+    page: int
+    page_size: int
+    sort: tuple[str, bool] = field(default=("published_at", True))
+
+    @property
+    def page_count(self) -> int:
+        return max(1, -(-self.total // self.page_size))
+
+
+class DashboardQueries:
+    """All reads the dashboard makes, over one Store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def _frame(self, query: Select[Any], columns: tuple[str, ...]) -> pd.DataFrame:
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        frame = pd.DataFrame(rows, columns=list(columns))
+        for name in ("window_start", "window_end", "published_at"):
+            if name in frame.columns:
+                frame[name] = pd.to_datetime(frame[name], utc=True)
+        return frame
+
+    def latest_event_time(self) -> datetime | None:
+        """End of the newest closed window: 'last hour' means the last hour of data."""
+        with self.store.engine.connect() as conn:
+            return conn.execute(select(func.max(sp.c.window_end))).scalar_one_or_none()
+
+    def series(self, key: str, start: datetime, end: datetime) -> pd.DataFrame:
+        """One key's closed windows whose start lies in [start, end), oldest first."""
+        query = (
+            select(*(sp.c[name] for name in SERIES_COLUMNS))
+            .where(sp.c.key == key, sp.c.window_start >= start, sp.c.window_start < end)
+            .order_by(sp.c.window_start)
+        )
+        return self._frame(query, SERIES_COLUMNS)
+
+    def top_tickers(self, start: datetime, end: datetime, limit: int) -> list[str]:
+        """The ``ticker:`` keys with the most posts in the range, most active first."""
+        total = func.sum(sp.c.count).label("total")
+        query = (
+            select(sp.c.key, total)
+            .where(
+                _key_prefix(sp.c.key, "ticker:"),
+                sp.c.window_start >= start,
+                sp.c.window_start < end,
+            )
+            .group_by(sp.c.key)
+            .order_by(total.desc(), sp.c.key)
+            .limit(limit)
+        )
+        with self.store.engine.connect() as conn:
+            return [row.key for row in conn.execute(query)]
+
+    def heatmap(self, keys: list[str], start: datetime, end: datetime) -> pd.DataFrame:
+        """Negative share per window for several keys, long format."""
+        columns = ("key", "window_start", "count", "neg_share")
+        if not keys:
+            return pd.DataFrame(columns=list(columns))
+        query = (
+            select(*(sp.c[name] for name in columns))
+            .where(sp.c.key.in_(keys), sp.c.window_start >= start, sp.c.window_start < end)
+            .order_by(sp.c.key, sp.c.window_start)
+        )
+        return self._frame(query, columns)
+
+    def alerts(
+        self, start: datetime, end: datetime, *, key: str | None = None, limit: int = 50
+    ) -> pd.DataFrame:
+        """Alerts whose window starts in the range, newest first."""
+        conditions = [alerts.c.window_start >= start, alerts.c.window_start < end]
+        if key is not None:
+            conditions.append(alerts.c.key == key)
+        query = (
+            select(*(alerts.c[name] for name in ALERT_COLUMNS))
+            .where(*conditions)
+            .order_by(alerts.c.window_start.desc(), alerts.c.id)
+            .limit(limit)
+        )
+        return self._frame(query, ALERT_COLUMNS)
+
+    def alert(self, alert_id: str) -> dict[str, Any] | None:
+        """One alert with its evidence and delivery log, for the alert page."""
+        found = self.store.get_alert(alert_id)
+        if found is None:
+            return None
+        query = (
+            select(
+                deliveries.c.channel,
+                deliveries.c.status,
+                deliveries.c.attempts,
+                deliveries.c.delivered_at,
+            )
+            .where(deliveries.c.alert_id == alert_id)
+            .order_by(deliveries.c.channel)
+        )
+        with self.store.engine.connect() as conn:
+            found["deliveries"] = [dict(row) for row in conn.execute(query).mappings()]
+        return found
+
+    def posts_page(
+        self,
+        key: str,
+        start: datetime,
+        end: datetime,
+        *,
+        filters: PostFilter = PostFilter(),
+        sort: tuple[str, bool] = ("published_at", True),
+        page: int = 0,
+        page_size: int = 25,
+    ) -> PostPage:
+        """One page of a key's posts in the range, filtered and sorted in SQL."""
+        column, descending = sort
+        if column not in SORTABLE:
+            raise QueryError(f"cannot sort posts by {column!r}; choose one of {SORTABLE}")
+        base = _posts_for_key(key, start, end)
+        conditions = _filter_conditions(filters)
+        if conditions:
+            base = base.where(*conditions)
+        with self.store.engine.connect() as conn:
+            total = int(
+                conn.execute(base.with_only_columns(func.count()).order_by(None)).scalar_one()
+            )
+        page = max(0, min(page, max(0, -(-total // page_size) - 1)))
+        order = _sort_column(key, column)
+        tie = posts.c.id
+        query = (
+            base.order_by(
+                order.desc() if descending else order.asc(), tie.desc() if descending else tie.asc()
+            )
+            .limit(page_size)
+            .offset(page * page_size)
+        )
+        rows = self._frame(query, POST_COLUMNS)
+        return PostPage(rows=rows, total=total, page=page, page_size=page_size, sort=sort)
+
+    def model_versions(self) -> pd.DataFrame:
+        """The registry, newest first; ``is_current`` marks the version the scorer uses."""
+        columns = ("version", "created_at", "is_current", "metrics", "data_fingerprint")
+        query = select(*(model_versions.c[name] for name in columns)).order_by(
+            model_versions.c.created_at.desc()
+        )
+        frame = self._frame(query, columns)
+        frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
+        return frame
+
+    def record_feedback(self, post_id: str, field_name: str, new_label: str, user: str) -> int:
+        """An analyst's correction, through the store (who, when and the old label kept)."""
+        return self.store.add_feedback(post_id, field_name, new_label, user=user)
+
+
+def _key_prefix(column: Any, prefix: str) -> ColumnElement[bool]:
+    """``column`` starts with ``prefix``, as an index-friendly range (no LIKE)."""
+    upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    return and_(column >= prefix, column < upper)
+
+
+def _posts_for_key(key: str, start: datetime, end: datetime) -> Select[Any]:
+    """Posts of one key in [start, end), each through the index that key can use."""
+    columns = [posts.c[name] for name in POST_COLUMNS]
+    kind, _, value = key.partition(":")
+    if key == "market":
+        return select(*columns).where(posts.c.published_at >= start, posts.c.published_at < end)
+    if kind == "ticker" and value:
+        return (
+            select(*columns)
+            .select_from(post_tickers.join(posts, posts.c.id == post_tickers.c.post_id))
+            .where(
+                post_tickers.c.ticker == value,
+                post_tickers.c.published_at >= start,
+                post_tickers.c.published_at < end,
+            )
+        )
+    if kind == "topic" and value:
+        return select(*columns).where(
+            posts.c.topic == value, posts.c.published_at >= start, posts.c.published_at < end
+        )
+    if kind == "source" and value:
+        # ``source:reddit`` covers ``reddit`` itself and every ``reddit:<sub>``.
+        return select(*columns).where(
+            or_(posts.c.source == value, _key_prefix(posts.c.source, f"{value}:")),
+            posts.c.published_at >= start,
+            posts.c.published_at < end,
+        )
+    raise QueryError(f"unknown key {key!r}: expected market, ticker:X, topic:X or source:X")
+
+
+def _sort_column(key: str, column: str) -> Any:
+    if column == "published_at" and key.startswith("ticker:"):
+        return post_tickers.c.published_at
+    return posts.c[column]
+
+
+def _filter_conditions(filters: PostFilter) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if filters.sentiment:
+        conditions.append(posts.c.sentiment == filters.sentiment)
+    if filters.topic:
+        conditions.append(posts.c.topic == filters.topic)
+    if filters.source:
+        conditions.append(posts.c.source.icontains(filters.source, autoescape=True))
+    if filters.title:
+        conditions.append(posts.c.title.icontains(filters.title, autoescape=True))
+    return conditions

@@ -23,9 +23,10 @@ def dashboard(
     from dashboard.app import DashboardConfigError, serve
 
     try:
+        store_url = settings.masked_dump()["effective_store_url"]
         typer.echo(
             f"finsentry dashboard on http://{settings.dashboard_host}:"
-            f"{settings.dashboard_port} (store {settings.masked_dump()['effective_store_url']})"
+            f"{settings.dashboard_port} (store {store_url})"
         )
         serve(settings)
     except DashboardConfigError as exc:

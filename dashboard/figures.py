@@ -156,7 +156,7 @@ def key_figure(
             line={"width": 0},
             fill="tonexty",
             fillcolor="rgba(52, 152, 219, 0.2)",
-            name=f"baseline ± {z_threshold:g}σ",
+            name=f"baseline ± {z_threshold:g} sd",
             hoverinfo="skip",
         ),
         row=row_of[metric],

@@ -36,7 +36,7 @@ class TimeRange:
 
     @property
     def label(self) -> str:
-        return f"{self.start:%Y-%m-%d %H:%M} – {self.end:%Y-%m-%d %H:%M} UTC"
+        return f"{self.start:%Y-%m-%d %H:%M} to {self.end:%Y-%m-%d %H:%M} UTC"
 
 
 def resolve_range(
@@ -93,12 +93,13 @@ def downsample(series: pd.DataFrame, max_points: int = MAX_POINTS) -> pd.DataFra
     """
     if series.empty or series.groupby("key").size().max() <= max_points:
         return series
-    span = series["window_start"].max() - series["window_start"].min()
-    bucket = max(span / max_points, pd.Timedelta(seconds=1)).ceil("s")
+    first = series["window_start"].min()
+    span = series["window_start"].max() - first
+    bucket = max(span / max(max_points - 1, 1), pd.Timedelta(seconds=1)).ceil("s")
     weight = series["count"].clip(lower=0)
     weighted = [name for name in WEIGHTED if name in series.columns]
     frame = series.assign(
-        window_start=series["window_start"].dt.floor(bucket),
+        window_start=first + ((series["window_start"] - first) // bucket) * bucket,
         _w=weight,
         **{f"_w_{name}": series[name] * weight for name in weighted},
     )
@@ -112,10 +113,10 @@ def downsample(series: pd.DataFrame, max_points: int = MAX_POINTS) -> pd.DataFra
 
 
 def baseline_band(series: pd.DataFrame, metric: str, z_threshold: float) -> pd.DataFrame:
-    """Where the spike detector would fire: baseline ± threshold × the window's spread.
+    """Where the spike detector would fire: baseline +/- threshold * the window's spread.
 
     The store keeps the baseline and the z statistic of the spike metric; the spread is
-    recovered as (value − baseline) / z and carried forward over windows where z is 0.
+    recovered as (value - baseline) / z and carried forward over windows where z is 0.
     """
     value = series[metric]
     spread = ((value - series["baseline"]) / series["z"]).abs()

@@ -94,7 +94,7 @@ def alert_page(alert: dict[str, Any] | None, alert_id: str) -> html.Div:
         )
     facts = [
         ["key", dcc.Link(alert["key"], href=key_path(alert["key"]))],
-        ["window (UTC)", f"{_time(alert['window_start'])} – {_time(alert['window_end'])}"],
+        ["window (UTC)", f"{_time(alert['window_start'])} to {_time(alert['window_end'])}"],
         ["severity", alert["severity"]],
         ["z statistic", f"{alert['z']:.2f}"],
         ["negative share", f"{alert['neg_share']:.2f}"],

@@ -125,8 +125,25 @@ def known_posts() -> list[ScoredPost]:
     return items
 
 
+OLD_WINDOWS = 3  # market windows three days before T0: in "last week", not in "last day"
+OLD_START = T0 - timedelta(days=3)
+
+
 def known_points() -> list[SignalPoint]:
-    points = []
+    points = [
+        SignalPoint(
+            key="market",
+            window_start=OLD_START + i * WINDOW,
+            window_end=OLD_START + (i + 1) * WINDOW,
+            count=5,
+            mean_score=-0.5,
+            neg_share=0.5,
+            baseline=0.5,
+            z=0.0,
+            is_spike=False,
+        )
+        for i in range(OLD_WINDOWS)
+    ]
     for i in range(WINDOWS):
         start = T0 + i * WINDOW
         spike = i == SPIKE_WINDOW

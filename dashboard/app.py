@@ -67,7 +67,7 @@ def create_app(store: Store, settings: Settings) -> Dash:
         assets_folder="assets",
     )
     app.layout = layout.shell(int(settings.dashboard_refresh_s * 1000))
-    register(app, DashboardQueries(store), settings)
+    register(app, DashboardQueries(store, settings.window_size_s), settings)
     if login is not None:
         _require_login(app.server, *login)
     return app

@@ -19,7 +19,6 @@ from dashboard.frames import (
     RangeError,
     TimeRange,
     alert_path,
-    downsample,
     key_path,
     parse_path,
     resolve_range,
@@ -67,10 +66,10 @@ def overview(
         message = figures.empty_figure(str(exc))
         return message, message, html.Div(str(exc))
     revision = f"{choice}|{start}|{end}"
-    market = downsample(q.series("market", span.start, span.end))
+    market = q.series("market", span.start, span.end)
     recent = q.alerts(span.start, span.end, limit=ALERT_FEED_SIZE)
     keys = q.top_tickers(span.start, span.end, int(top_n))
-    cells = downsample(q.heatmap(keys, span.start, span.end))
+    cells = q.heatmap(keys, span.start, span.end)
     return (
         figures.market_figure(market, recent, revision),
         figures.heatmap_figure(cells, keys, revision),
@@ -91,7 +90,7 @@ def key_view(
         span = time_range(q, choice, start, end)
     except RangeError as exc:
         return figures.empty_figure(str(exc)), html.Div(str(exc))
-    series = downsample(q.series(key, span.start, span.end))
+    series = q.series(key, span.start, span.end)
     figure = figures.key_figure(
         series,
         key,

@@ -1,8 +1,7 @@
-"""Pure data shaping between the query layer and the figures: ranges, downsampling, bands.
+"""Pure data shaping between the query layer and the figures: ranges, bands, paths, links.
 
-No I/O and no Dash here, so every rule the analyst sees (what "last day" means, how a year
-of five-minute windows becomes a readable line, where the baseline band lies) is tested
-without a server.
+No I/O and no Dash here, so every rule the analyst sees (what "last day" means, where the
+baseline band lies, which links are safe) is tested without a server.
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ RANGE_LABELS: Final = {
     "week": "Last week",
     "custom": "Custom",
 }
-MAX_POINTS: Final = 1_500
 
 
 class RangeError(ValueError):
@@ -72,44 +70,6 @@ def _day(text: str) -> datetime:
     except ValueError as exc:
         raise RangeError(f"{text!r} is not a date (YYYY-MM-DD)") from exc
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
-
-
-WEIGHTED: Final = ("mean_score", "neg_share")
-MERGE: Final = {
-    "window_end": "max",
-    "count": "sum",
-    "baseline": "last",
-    "z": "max",
-    "is_spike": "any",
-}
-
-
-def downsample(series: pd.DataFrame, max_points: int = MAX_POINTS) -> pd.DataFrame:
-    """Merge neighbouring windows until at most ``max_points`` remain per key.
-
-    Means are weighted by post count so the merged point is what one big window would have
-    said; a merged point is a spike when any window in it was. Works on any subset of the
-    signal-point columns that includes key, window_start and count.
-    """
-    if series.empty or series.groupby("key").size().max() <= max_points:
-        return series
-    first = series["window_start"].min()
-    span = series["window_start"].max() - first
-    bucket = max(span / max(max_points - 1, 1), pd.Timedelta(seconds=1)).ceil("s")
-    weight = series["count"].clip(lower=0)
-    weighted = [name for name in WEIGHTED if name in series.columns]
-    frame = series.assign(
-        window_start=first + ((series["window_start"] - first) // bucket) * bucket,
-        _w=weight,
-        **{f"_w_{name}": series[name] * weight for name in weighted},
-    )
-    rules = {name: rule for name, rule in MERGE.items() if name in frame.columns}
-    rules |= {"_w": "sum", **{f"_w_{name}": "sum" for name in weighted}}
-    grouped = frame.groupby(["key", "window_start"], as_index=False).agg(rules)
-    total = grouped["_w"].replace(0, np.nan)
-    for name in weighted:
-        grouped[name] = grouped[f"_w_{name}"] / total
-    return grouped[list(series.columns)]
 
 
 def baseline_band(series: pd.DataFrame, metric: str, z_threshold: float) -> pd.DataFrame:

@@ -2,8 +2,10 @@
 
 Every function returns a pandas DataFrame (or a plain dict) shaped for one figure or table,
 so figure builders never see SQL and callbacks never build it. Series read the
-pre-aggregated ``signal_points``; post tables read ``posts`` through its time indexes and are
+pre-aggregated ``signal_points``, merged in SQL into coarser buckets when a range holds more
+windows than a chart can show; post tables read ``posts`` through its time indexes and are
 always bounded by a time range and a page, so a 1,000,000-post store answers quickly.
+Time columns are fetched raw and parsed by pandas in one vectorised pass (stored as UTC).
 """
 
 from __future__ import annotations
@@ -13,11 +15,27 @@ from datetime import datetime
 from typing import Any, Final
 
 import pandas as pd
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    String,
+    and_,
+    case,
+    cast,
+    extract,
+    func,
+    or_,
+    select,
+    type_coerce,
+)
 
 from finsentry.store import Store, alerts, deliveries, model_versions, post_tickers, posts
 from finsentry.store import signal_points as sp
 
+TIME_COLUMNS: Final = ("window_start", "window_end", "published_at", "created_at")
+SERIES_POINTS: Final = 1_000  # most points per series line
+HEATMAP_COLUMNS: Final = 300  # most time buckets across the heatmap
 SERIES_COLUMNS: Final = (
     "key",
     "window_start",
@@ -93,18 +111,73 @@ class PostPage:
 
 
 class DashboardQueries:
-    """All reads the dashboard makes, over one Store."""
+    """All reads the dashboard makes, over one Store whose windows are ``window_s`` long."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, window_s: int = 300) -> None:
         self.store = store
+        self.window_s = window_s
 
     def _frame(self, query: Select[Any], columns: tuple[str, ...]) -> pd.DataFrame:
         with self.store.engine.connect() as conn:
             rows = conn.execute(query).all()
-        frame = pd.DataFrame(rows, columns=list(columns))
-        for name in ("window_start", "window_end", "published_at"):
+        values = list(zip(*rows, strict=True)) if rows else [()] * len(columns)
+        frame = pd.DataFrame(dict(zip(columns, values, strict=True)))
+        for name in TIME_COLUMNS:
             if name in frame.columns:
-                frame[name] = pd.to_datetime(frame[name], utc=True)
+                frame[name] = pd.to_datetime(frame[name], utc=True, format="ISO8601")
+        return frame
+
+    def _epoch(self, column: Any) -> ColumnElement[int]:
+        if self.store.dialect == "sqlite":
+            return cast(func.strftime("%s", column), Integer)
+        return cast(func.floor(extract("epoch", column)), Integer)
+
+    def bucket_seconds(self, start: datetime, end: datetime, max_points: int) -> int | None:
+        """Bucket width that keeps a range under ``max_points``; None when windows fit."""
+        windows = (end - start).total_seconds() / self.window_s
+        if windows <= max_points:
+            return None
+        return int(-(-windows // max_points)) * self.window_s
+
+    def _windows(
+        self, keys: list[str], start: datetime, end: datetime, max_points: int
+    ) -> pd.DataFrame:
+        """Signal points of some keys in [start, end), merged into buckets if too many.
+
+        A merged bucket is what one big window would say: counts summed, means weighted by
+        count, a spike when any window in it was one.
+        """
+        where = (sp.c.key.in_(keys), sp.c.window_start >= start, sp.c.window_start < end)
+        bucket_s = self.bucket_seconds(start, end, max_points)
+        if bucket_s is None:
+            columns = [_raw_time(sp.c[n]) if n in TIME_COLUMNS else sp.c[n] for n in SERIES_COLUMNS]
+            query = select(*columns).where(*where).order_by(sp.c.key, sp.c.window_start)
+            return self._frame(query, SERIES_COLUMNS)
+        bucket = self._epoch(sp.c.window_start) // bucket_s
+        weight = func.nullif(func.sum(sp.c.count), 0)
+        query = (
+            select(
+                sp.c.key,
+                (bucket * bucket_s).label("window_start"),
+                type_coerce(func.max(sp.c.window_end), String),
+                func.sum(sp.c.count),
+                func.sum(sp.c.mean_score * sp.c.count) / weight,
+                func.sum(sp.c.neg_share * sp.c.count) / weight,
+                func.avg(sp.c.baseline),
+                func.max(sp.c.z),
+                func.max(case((sp.c.is_spike, 1), else_=0)),
+            )
+            .where(*where)
+            .group_by(sp.c.key, bucket)
+            .order_by(sp.c.key, bucket)
+        )
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        values = list(zip(*rows, strict=True)) if rows else [()] * len(SERIES_COLUMNS)
+        frame = pd.DataFrame(dict(zip(SERIES_COLUMNS, values, strict=True)))
+        frame["window_start"] = pd.to_datetime(frame["window_start"], unit="s", utc=True)
+        frame["window_end"] = pd.to_datetime(frame["window_end"], utc=True, format="ISO8601")
+        frame["is_spike"] = frame["is_spike"].astype(bool)
         return frame
 
     def latest_event_time(self) -> datetime | None:
@@ -112,14 +185,11 @@ class DashboardQueries:
         with self.store.engine.connect() as conn:
             return conn.execute(select(func.max(sp.c.window_end))).scalar_one_or_none()
 
-    def series(self, key: str, start: datetime, end: datetime) -> pd.DataFrame:
+    def series(
+        self, key: str, start: datetime, end: datetime, max_points: int = SERIES_POINTS
+    ) -> pd.DataFrame:
         """One key's closed windows whose start lies in [start, end), oldest first."""
-        query = (
-            select(*(sp.c[name] for name in SERIES_COLUMNS))
-            .where(sp.c.key == key, sp.c.window_start >= start, sp.c.window_start < end)
-            .order_by(sp.c.window_start)
-        )
-        return self._frame(query, SERIES_COLUMNS)
+        return self._windows([key], start, end, max_points)
 
     def top_tickers(self, start: datetime, end: datetime, limit: int) -> list[str]:
         """The ``ticker:`` keys with the most posts in the range, most active first."""
@@ -138,17 +208,13 @@ class DashboardQueries:
         with self.store.engine.connect() as conn:
             return [row.key for row in conn.execute(query)]
 
-    def heatmap(self, keys: list[str], start: datetime, end: datetime) -> pd.DataFrame:
-        """Negative share per window for several keys, long format."""
-        columns = ("key", "window_start", "count", "neg_share")
-        if not keys:
-            return pd.DataFrame(columns=list(columns))
-        query = (
-            select(*(sp.c[name] for name in columns))
-            .where(sp.c.key.in_(keys), sp.c.window_start >= start, sp.c.window_start < end)
-            .order_by(sp.c.key, sp.c.window_start)
-        )
-        return self._frame(query, columns)
+    def heatmap(
+        self, keys: list[str], start: datetime, end: datetime, max_points: int = HEATMAP_COLUMNS
+    ) -> pd.DataFrame:
+        """Negative share per window (or bucket) for several keys, long format."""
+        return self._windows(keys, start, end, max_points)[
+            ["key", "window_start", "count", "neg_share"]
+        ]
 
     def alerts(
         self, start: datetime, end: datetime, *, key: str | None = None, limit: int = 50
@@ -158,7 +224,12 @@ class DashboardQueries:
         if key is not None:
             conditions.append(alerts.c.key == key)
         query = (
-            select(*(alerts.c[name] for name in ALERT_COLUMNS))
+            select(
+                *(
+                    _raw_time(alerts.c[n]) if n in TIME_COLUMNS else alerts.c[n]
+                    for n in ALERT_COLUMNS
+                )
+            )
             .where(*conditions)
             .order_by(alerts.c.window_start.desc(), alerts.c.id)
             .limit(limit)
@@ -223,16 +294,22 @@ class DashboardQueries:
     def model_versions(self) -> pd.DataFrame:
         """The registry, newest first; ``is_current`` marks the version the scorer uses."""
         columns = ("version", "created_at", "is_current", "metrics", "data_fingerprint")
-        query = select(*(model_versions.c[name] for name in columns)).order_by(
-            model_versions.c.created_at.desc()
-        )
-        frame = self._frame(query, columns)
-        frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
-        return frame
+        query = select(
+            *(
+                _raw_time(model_versions.c[n]) if n in TIME_COLUMNS else model_versions.c[n]
+                for n in columns
+            )
+        ).order_by(model_versions.c.created_at.desc())
+        return self._frame(query, columns)
 
     def record_feedback(self, post_id: str, field_name: str, new_label: str, user: str) -> int:
         """An analyst's correction, through the store (who, when and the old label kept)."""
         return self.store.add_feedback(post_id, field_name, new_label, user=user)
+
+
+def _raw_time(column: Any) -> Any:
+    """The stored value without SQLAlchemy's per-row conversion; pandas parses it (as UTC)."""
+    return type_coerce(column, String).label(column.name)
 
 
 def _key_prefix(column: Any, prefix: str) -> ColumnElement[bool]:
@@ -243,7 +320,7 @@ def _key_prefix(column: Any, prefix: str) -> ColumnElement[bool]:
 
 def _posts_for_key(key: str, start: datetime, end: datetime) -> Select[Any]:
     """Posts of one key in [start, end), each through the index that key can use."""
-    columns = [posts.c[name] for name in POST_COLUMNS]
+    columns = [_raw_time(posts.c[n]) if n in TIME_COLUMNS else posts.c[n] for n in POST_COLUMNS]
     kind, _, value = key.partition(":")
     if key == "market":
         return select(*columns).where(posts.c.published_at >= start, posts.c.published_at < end)

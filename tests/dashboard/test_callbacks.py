@@ -53,8 +53,11 @@ def test_overview_shows_the_stored_market_index_volume_and_spikes(queries):
 def test_the_range_filter_changes_the_index(queries):
     week, _, _ = callbacks.overview(queries, "week", None, None, 10)
     day, _, _ = callbacks.overview(queries, "day", None, None, 10)
-    assert len(_trace(week, "sentiment index").x) == WINDOWS + OLD_WINDOWS
     assert len(_trace(day, "sentiment index").x) == WINDOWS
+    # A week of five-minute windows is more than a line shows: 15-minute buckets in SQL.
+    assert len(_trace(week, "sentiment index").x) == 1 + WINDOWS // 3
+    stored = sum(10 + i for i in range(WINDOWS)) + 5 * OLD_WINDOWS
+    assert sum(_trace(week, "posts").y) == stored
 
 
 def test_top_n_limits_the_heatmap(queries):

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from dashboard.frames import (
     RangeError,
     baseline_band,
-    downsample,
     key_path,
     parse_path,
     resolve_range,
@@ -60,47 +59,6 @@ def test_bad_custom_ranges_say_what_is_wrong(start, end, message):
 def test_unknown_range_choice_is_refused():
     with pytest.raises(RangeError, match="unknown range 'month'"):
         resolve_range("month", None, None, LATEST, NOW)
-
-
-def _series(n: int) -> pd.DataFrame:
-    starts = pd.date_range("2026-01-01", periods=n, freq="5min", tz="UTC")
-    return pd.DataFrame(
-        {
-            "key": "market",
-            "window_start": starts,
-            "window_end": starts + pd.Timedelta("5min"),
-            "count": [(i % 7) + 1 for i in range(n)],
-            "mean_score": [((i % 5) - 2) / 4 for i in range(n)],
-            "neg_share": [(i % 3) / 3 for i in range(n)],
-            "baseline": 0.3,
-            "z": [float(i % 4) for i in range(n)],
-            "is_spike": [i == 1234 for i in range(n)],
-        }
-    )
-
-
-def test_downsample_keeps_small_series_untouched():
-    series = _series(100)
-    assert downsample(series, 1_500) is series
-
-
-def test_downsample_preserves_totals_and_count_weighted_means():
-    series = _series(10_000)
-    merged = downsample(series, 1_000)
-    assert len(merged) <= 1_000
-    assert merged["count"].sum() == series["count"].sum()
-    weighted = (series["mean_score"] * series["count"]).sum() / series["count"].sum()
-    merged_weighted = (merged["mean_score"] * merged["count"]).sum() / merged["count"].sum()
-    assert merged_weighted == pytest.approx(weighted)
-    assert merged["is_spike"].sum() == 1
-    assert list(merged.columns) == list(series.columns)
-
-
-def test_downsample_works_on_the_heatmap_columns_alone():
-    series = _series(4_000)[["key", "window_start", "count", "neg_share"]]
-    merged = downsample(series, 500)
-    assert list(merged.columns) == ["key", "window_start", "count", "neg_share"]
-    assert merged["neg_share"].between(0, 1).all()
 
 
 def test_baseline_band_recovers_the_spread_from_z():

@@ -130,3 +130,29 @@ def test_model_versions_newest_first_with_current_marked(queries):
     versions = queries.model_versions()
     assert versions["version"].tolist() == ["v2", "v1"]
     assert versions["is_current"].tolist() == [True, False]
+
+
+def test_long_ranges_are_merged_in_sql_with_count_weighted_means(queries):
+    merged = queries.series("market", T0, END, max_points=4)
+    assert merged["window_start"].tolist() == [T0 + 3 * i * WINDOW for i in range(4)]
+    counts = [10 + i for i in range(WINDOWS)]
+    assert merged["count"].tolist() == [sum(counts[i : i + 3]) for i in range(0, WINDOWS, 3)]
+    first = sum(c * market_mean(i) for i, c in enumerate(counts[:3])) / sum(counts[:3])
+    assert merged["mean_score"].iloc[0] == pytest.approx(first)
+    assert merged["is_spike"].tolist() == [False, False, True, False]
+    assert merged["window_end"].iloc[-1] == END
+
+
+def test_merged_heatmap_keeps_keys_apart(queries):
+    cells = queries.heatmap(["ticker:TSLA", "ticker:AAPL"], T0, END, max_points=6)
+    assert len(cells) == 12
+    assert cells.groupby("key")["count"].sum().to_dict() == {
+        "ticker:TSLA": 30 * WINDOWS,
+        "ticker:AAPL": 20 * WINDOWS,
+    }
+    assert cells["neg_share"].max() == pytest.approx((0.9 + 0.1) / 2)
+
+
+def test_bucket_width_is_a_whole_number_of_windows(queries):
+    assert queries.bucket_seconds(T0, END, 12) is None
+    assert queries.bucket_seconds(T0, END, 5) == 3 * 300

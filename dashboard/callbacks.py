@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import flask
-import plotly.graph_objects as go
 from dash import ALL, Dash, Input, Output, State, ctx, html, no_update
 from dash.exceptions import PreventUpdate
 
@@ -58,7 +57,7 @@ def render_page(q: DashboardQueries, pathname: str | None) -> html.Div:
 
 def overview(
     q: DashboardQueries, choice: str, start: str | None, end: str | None, top_n: int
-) -> tuple[go.Figure, go.Figure, Any]:
+) -> tuple[figures.Figure, figures.Figure, Any]:
     """Market index, ticker heatmap and the alert feed for one range."""
     try:
         span = time_range(q, choice, start, end)
@@ -84,7 +83,7 @@ def key_view(
     choice: str,
     start: str | None,
     end: str | None,
-) -> tuple[go.Figure, Any]:
+) -> tuple[figures.Figure, Any]:
     """One key's series against its baseline band, and its alerts."""
     try:
         span = time_range(q, choice, start, end)

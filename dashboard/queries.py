@@ -182,8 +182,10 @@ class DashboardQueries:
 
     def latest_event_time(self) -> datetime | None:
         """End of the newest closed window: 'last hour' means the last hour of data."""
+        newest = select(func.max(sp.c.window_start)).scalar_subquery()
+        query = select(func.max(sp.c.window_end)).where(sp.c.window_start == newest)
         with self.store.engine.connect() as conn:
-            return conn.execute(select(func.max(sp.c.window_end))).scalar_one_or_none()
+            return conn.execute(query).scalar_one_or_none()
 
     def series(
         self, key: str, start: datetime, end: datetime, max_points: int = SERIES_POINTS

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.unit
 
 
 def _trace(figure, name):
-    return next(trace for trace in figure.data if trace.name == name)
+    return next(trace for trace in figure["data"] if trace["name"] == name)
 
 
 def _texts(component) -> list[str]:
@@ -41,40 +41,40 @@ def _find(component, kind):
 
 def test_overview_shows_the_stored_market_index_volume_and_spikes(queries):
     market, heat, feed = callbacks.overview(queries, "hour", None, None, 10)
-    assert list(_trace(market, "sentiment index").y) == [market_mean(i) for i in range(WINDOWS)]
-    assert list(_trace(market, "posts").y) == [10 + i for i in range(WINDOWS)]
-    assert len(_trace(market, "spike").x) == 1
-    assert list(_trace(market, "alert").customdata[:, 0]) == [TSLA_ALERT]
-    assert list(heat.data[0].y) == ["TSLA", "AAPL", "MSFT"]
-    assert heat.data[0].z.max() == 0.9
+    assert list(_trace(market, "sentiment index")["y"]) == [market_mean(i) for i in range(WINDOWS)]
+    assert list(_trace(market, "posts")["y"]) == [10 + i for i in range(WINDOWS)]
+    assert len(_trace(market, "spike")["x"]) == 1
+    assert [row[0] for row in _trace(market, "alert")["customdata"]] == [TSLA_ALERT]
+    assert heat["data"][0]["y"] == ["TSLA", "AAPL", "MSFT"]
+    assert max(max(row) for row in heat["data"][0]["z"]) == 0.9
     assert TSLA_ALERT in {link.href.rsplit("/", 1)[-1] for link in _find(feed, dcc.Link)}
 
 
 def test_the_range_filter_changes_the_index(queries):
     week, _, _ = callbacks.overview(queries, "week", None, None, 10)
     day, _, _ = callbacks.overview(queries, "day", None, None, 10)
-    assert len(_trace(day, "sentiment index").x) == WINDOWS
+    assert len(_trace(day, "sentiment index")["x"]) == WINDOWS
     # A week of five-minute windows is more than a line shows: 15-minute buckets in SQL.
-    assert len(_trace(week, "sentiment index").x) == 1 + WINDOWS // 3
+    assert len(_trace(week, "sentiment index")["x"]) == 1 + WINDOWS // 3
     stored = sum(10 + i for i in range(WINDOWS)) + 5 * OLD_WINDOWS
-    assert sum(_trace(week, "posts").y) == stored
+    assert sum(_trace(week, "posts")["y"]) == stored
 
 
 def test_top_n_limits_the_heatmap(queries):
     _, heat, _ = callbacks.overview(queries, "hour", None, None, 2)
-    assert list(heat.data[0].y) == ["TSLA", "AAPL"]
+    assert heat["data"][0]["y"] == ["TSLA", "AAPL"]
 
 
 def test_empty_range_says_so(queries):
     market, heat, feed = callbacks.overview(queries, "custom", "2020-01-01", "2020-01-02", 10)
-    assert "No market windows" in market.layout.annotations[0].text
-    assert "No ticker windows" in heat.layout.annotations[0].text
+    assert "No market windows" in market["layout"]["annotations"][0]["text"]
+    assert "No ticker windows" in heat["layout"]["annotations"][0]["text"]
     assert _texts(feed) == ["No alerts in this range."]
 
 
 def test_bad_custom_range_is_reported_not_raised(queries):
     market, _, _ = callbacks.overview(queries, "custom", None, None, 10)
-    assert "pick both a start and an end" in market.layout.annotations[0].text
+    assert "pick both a start and an end" in market["layout"]["annotations"][0]["text"]
     assert "⚠" in callbacks.range_label(queries, "custom", None, None)
 
 
@@ -82,15 +82,15 @@ def test_refresh_keeps_the_selection(queries):
     """The Interval only re-runs the same function with the same inputs."""
     first = callbacks.overview(queries, "week", None, None, 2)[0]
     again = callbacks.overview(queries, "week", None, None, 2)[0]
-    assert first.layout.uirevision == again.layout.uirevision == "week|None|None"
-    assert list(_trace(again, "sentiment index").y) == list(_trace(first, "sentiment index").y)
+    assert first["layout"]["uirevision"] == again["layout"]["uirevision"] == "week|None|None"
+    assert _trace(again, "sentiment index")["y"] == _trace(first, "sentiment index")["y"]
 
 
 def test_key_view_draws_the_baseline_band_on_the_spike_metric(queries, settings):
     figure, alerts = callbacks.key_view(queries, settings, "ticker:TSLA", "hour", None, None)
-    assert set(_trace(figure, "baseline").y) == {0.1}
-    assert _trace(figure, "negative share").y.max() == 0.9
-    assert _trace(figure, "spike").yaxis == "y2"
+    assert set(_trace(figure, "baseline")["y"]) == {0.1}
+    assert max(_trace(figure, "negative share")["y"]) == 0.9
+    assert _trace(figure, "spike")["yaxis"] == "y2"
     assert alert_path(TSLA_ALERT) in {link.href for link in _find(alerts, dcc.Link)}
 
 

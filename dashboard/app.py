@@ -62,7 +62,7 @@ def create_app(store: Store, settings: Settings) -> Dash:
     app = Dash(
         __name__,
         title="finsentry",
-        update_title=None,
+        update_title="",
         suppress_callback_exceptions=True,
         assets_folder="assets",
     )

@@ -26,7 +26,7 @@ MARGIN = {"l": 50, "r": 50, "t": 40, "b": 40}
 
 def _times(column: pd.Series) -> list[str]:
     """UTC timestamps as plotly date strings (plotly ignores zones; the axes say UTC)."""
-    return column.dt.tz_convert("UTC").dt.strftime("%Y-%m-%d %H:%M:%S").tolist()
+    return list(column.dt.tz_convert("UTC").dt.strftime("%Y-%m-%d %H:%M:%S"))
 
 
 def _values(column: pd.Series) -> list[float | None]:

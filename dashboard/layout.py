@@ -123,8 +123,15 @@ def _post_controls() -> html.Div:
             dcc.Dropdown(
                 id="f-topic", options=list(TOPICS), placeholder="topic", style={"width": "230px"}
             ),
-            dcc.Input(id="f-source", placeholder="source contains", debounce=True),
-            dcc.Input(id="f-title", placeholder="title contains", debounce=True),
+            dcc.Input(
+                id="f-source",
+                placeholder="source contains",
+                debounce=True,
+                style={"width": "180px"},
+            ),
+            dcc.Input(
+                id="f-title", placeholder="title contains", debounce=True, style={"width": "220px"}
+            ),
             html.Label("sort"),
             dcc.Dropdown(
                 id="sort-col",
@@ -169,7 +176,7 @@ def _feedback_panel() -> html.Div:
                         style={"width": "130px"},
                     ),
                     dcc.Dropdown(id="fb-label", placeholder="new label", style={"width": "230px"}),
-                    dcc.Input(id="fb-user", placeholder="your name"),
+                    dcc.Input(id="fb-user", placeholder="your name", style={"width": "160px"}),
                     html.Button("save", id="fb-submit"),
                 ],
                 style=STYLE_ROW,

@@ -21,18 +21,17 @@ from dashboard.queries import PostPage
 def _time(value: Any) -> str:
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return ""
-    return pd.Timestamp(value).tz_convert("UTC").strftime("%Y-%m-%d %H:%M:%S")
+    return str(pd.Timestamp(value).tz_convert("UTC").strftime("%Y-%m-%d %H:%M:%S"))
 
 
-def _table(header: list[str], rows: list[list[Any]], table_id: str | None = None) -> html.Table:
-    props = {"id": table_id} if table_id else {}
+def _table(header: list[str], rows: list[list[Any]], table_id: str) -> html.Table:
     return html.Table(
         [
             html.Thead(html.Tr([html.Th(name) for name in header])),
             html.Tbody([html.Tr([html.Td(cell) for cell in row]) for row in rows]),
         ],
         className="fs-table",
-        **props,
+        id=table_id,
     )
 
 
@@ -92,7 +91,7 @@ def alert_page(alert: dict[str, Any] | None, alert_id: str) -> html.Div:
             [html.H2("Alert not found"), html.P(f"No alert with id {alert_id}.")],
             id="alert-missing",
         )
-    facts = [
+    facts: list[list[Any]] = [
         ["key", dcc.Link(alert["key"], href=key_path(alert["key"]))],
         ["window (UTC)", f"{_time(alert['window_start'])} to {_time(alert['window_end'])}"],
         ["severity", alert["severity"]],

@@ -305,7 +305,7 @@ def main() -> None:
     assert latest is not None, f"{path} has no signal points; rerun with --rebuild"
     day = callbacks.time_range(q, "day", None, None)
     alert = q.alerts(latest - timedelta(days=DAYS), latest, limit=1)["id"].iloc[0]
-    top = q.top_tickers(day.start, day.end, 1)[0]
+    top = q.ticker_heatmap(day.start, day.end, 1)[0][0]
     neg = PostFilter(sentiment="negative")
 
     def posts_of(

@@ -67,8 +67,7 @@ def overview(
     revision = f"{choice}|{start}|{end}"
     market = q.series("market", span.start, span.end)
     recent = q.alerts(span.start, span.end, limit=ALERT_FEED_SIZE)
-    keys = q.top_tickers(span.start, span.end, int(top_n))
-    cells = q.heatmap(keys, span.start, span.end)
+    keys, cells = q.ticker_heatmap(span.start, span.end, int(top_n))
     return (
         figures.market_figure(market, recent, revision),
         figures.heatmap_figure(cells, keys, revision),

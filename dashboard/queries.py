@@ -169,16 +169,21 @@ class DashboardQueries:
             )
             .where(*where)
             .group_by(sp.c.key, bucket)
-            .order_by(sp.c.key, bucket)
         )
-        with self.store.engine.connect() as conn:
-            rows = conn.execute(query).all()
-        values = list(zip(*rows, strict=True)) if rows else [()] * len(SERIES_COLUMNS)
-        frame = pd.DataFrame(dict(zip(SERIES_COLUMNS, values, strict=True)))
-        frame["window_start"] = pd.to_datetime(frame["window_start"], unit="s", utc=True)
-        frame["window_end"] = pd.to_datetime(frame["window_end"], utc=True, format="ISO8601")
+        frame = self._epoch_frame(query, SERIES_COLUMNS)
         frame["is_spike"] = frame["is_spike"].astype(bool)
         return frame
+
+    def _epoch_frame(self, query: Select[Any], columns: tuple[str, ...]) -> pd.DataFrame:
+        """Like ``_frame`` for bucketed queries, whose window_start is epoch seconds."""
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        values = list(zip(*rows, strict=True)) if rows else [()] * len(columns)
+        frame = pd.DataFrame(dict(zip(columns, values, strict=True)))
+        frame["window_start"] = pd.to_datetime(frame["window_start"], unit="s", utc=True)
+        if "window_end" in frame.columns:
+            frame["window_end"] = pd.to_datetime(frame["window_end"], utc=True, format="ISO8601")
+        return frame.sort_values(["key", "window_start"], ignore_index=True)
 
     def latest_event_time(self) -> datetime | None:
         """End of the newest closed window: 'last hour' means the last hour of data."""
@@ -193,30 +198,45 @@ class DashboardQueries:
         """One key's closed windows whose start lies in [start, end), oldest first."""
         return self._windows([key], start, end, max_points)
 
-    def top_tickers(self, start: datetime, end: datetime, limit: int) -> list[str]:
-        """The ``ticker:`` keys with the most posts in the range, most active first."""
-        total = func.sum(sp.c.count).label("total")
-        query = (
-            select(sp.c.key, total)
-            .where(
-                _key_prefix(sp.c.key, "ticker:"),
-                sp.c.window_start >= start,
-                sp.c.window_start < end,
-            )
-            .group_by(sp.c.key)
-            .order_by(total.desc(), sp.c.key)
-            .limit(limit)
-        )
-        with self.store.engine.connect() as conn:
-            return [row.key for row in conn.execute(query)]
+    def ticker_heatmap(
+        self, start: datetime, end: datetime, limit: int, max_points: int = HEATMAP_COLUMNS
+    ) -> tuple[list[str], pd.DataFrame]:
+        """The ``limit`` most active ``ticker:`` keys in the range (by posts), most active
+        first, and their negative share per window or bucket, long format.
 
-    def heatmap(
-        self, keys: list[str], start: datetime, end: datetime, max_points: int = HEATMAP_COLUMNS
-    ) -> pd.DataFrame:
-        """Negative share per window (or bucket) for several keys, long format."""
-        return self._windows(keys, start, end, max_points)[
-            ["key", "window_start", "count", "neg_share"]
-        ]
+        One pass over the range's ticker windows serves both the ranking and the cells.
+        """
+        columns = ("key", "window_start", "count", "neg_share")
+        where = (
+            _key_prefix(sp.c.key, "ticker:"),
+            sp.c.window_start >= start,
+            sp.c.window_start < end,
+        )
+        bucket_s = self.bucket_seconds(start, end, max_points)
+        if bucket_s is None:
+            query = select(
+                sp.c.key, _raw_time(sp.c.window_start), sp.c.count, sp.c.neg_share
+            ).where(*where)
+            cells = self._frame(query, columns)
+        else:
+            bucket = self._epoch(sp.c.window_start) // bucket_s
+            weight = func.nullif(func.sum(sp.c.count), 0)
+            query = (
+                select(
+                    sp.c.key,
+                    bucket * bucket_s,
+                    func.sum(sp.c.count),
+                    func.sum(sp.c.neg_share * sp.c.count) / weight,
+                )
+                .where(*where)
+                .group_by(sp.c.key, bucket)
+            )
+            cells = self._epoch_frame(query, columns)
+        totals = cells.groupby("key")["count"].sum().reset_index()
+        ranked = totals.sort_values(["count", "key"], ascending=[False, True]).head(limit)
+        keys = ranked["key"].tolist()
+        cells = cells[cells["key"].isin(keys)].sort_values(["key", "window_start"])
+        return keys, cells.reset_index(drop=True)
 
     def alerts(
         self, start: datetime, end: datetime, *, key: str | None = None, limit: int = 50
@@ -268,7 +288,12 @@ class DashboardQueries:
         page: int = 0,
         page_size: int = 25,
     ) -> PostPage:
-        """One page of a key's posts in the range, filtered and sorted in SQL."""
+        """One page of a key's posts in the range, filtered and sorted in SQL.
+
+        Newest-first without filters walks the time index and stops after the page, with a
+        separate index-only count. Any filter or other sort has to read every matching row
+        anyway, so the total then comes from the same pass (``count(*) over ()``).
+        """
         column, descending = sort
         if column not in SORTABLE:
             raise QueryError(f"cannot sort posts by {column!r}; choose one of {SORTABLE}")
@@ -276,21 +301,31 @@ class DashboardQueries:
         conditions = _filter_conditions(filters)
         if conditions:
             base = base.where(*conditions)
+        order = _sort_column(key, column)
+        ordered = base.order_by(
+            order.desc() if descending else order.asc(),
+            posts.c.id.desc() if descending else posts.c.id.asc(),
+        )
+        if conditions or column != "published_at":
+            one_pass = ordered.add_columns(func.count().over().label("total"))
+            rows = self._frame(
+                one_pass.limit(page_size).offset(page * page_size), (*POST_COLUMNS, "total")
+            )
+            if not rows.empty:
+                total = int(rows["total"].iloc[0])
+                return PostPage(
+                    rows=rows.drop(columns="total"),
+                    total=total,
+                    page=page,
+                    page_size=page_size,
+                    sort=sort,
+                )
         with self.store.engine.connect() as conn:
             total = int(
                 conn.execute(base.with_only_columns(func.count()).order_by(None)).scalar_one()
             )
         page = max(0, min(page, max(0, -(-total // page_size) - 1)))
-        order = _sort_column(key, column)
-        tie = posts.c.id
-        query = (
-            base.order_by(
-                order.desc() if descending else order.asc(), tie.desc() if descending else tie.asc()
-            )
-            .limit(page_size)
-            .offset(page * page_size)
-        )
-        rows = self._frame(query, POST_COLUMNS)
+        rows = self._frame(ordered.limit(page_size).offset(page * page_size), POST_COLUMNS)
         return PostPage(rows=rows, total=total, page=page, page_size=page_size, sort=sort)
 
     def model_versions(self) -> pd.DataFrame:

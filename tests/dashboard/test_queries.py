@@ -40,15 +40,16 @@ def test_series_range_is_half_open(queries):
     assert len(queries.series("market", T0 + WINDOW, T0 + 2 * WINDOW)) == 1
 
 
-def test_top_tickers_orders_by_posts_in_range(queries):
-    assert queries.top_tickers(T0, END, 10) == [f"ticker:{t}" for t in TICKER_COUNTS]
-    assert queries.top_tickers(T0, END, 1) == ["ticker:TSLA"]
-    assert queries.top_tickers(OLD_START, T0, 10) == []
+def test_heatmap_ranks_tickers_by_posts_in_range(queries):
+    assert queries.ticker_heatmap(T0, END, 10)[0] == [f"ticker:{t}" for t in TICKER_COUNTS]
+    keys, cells = queries.ticker_heatmap(T0, END, 1)
+    assert keys == ["ticker:TSLA"] and set(cells["key"]) == {"ticker:TSLA"}
+    assert queries.ticker_heatmap(OLD_START, T0, 10)[0] == []
 
 
 def test_heatmap_has_one_cell_per_key_and_window(queries):
-    cells = queries.heatmap(["ticker:TSLA", "ticker:MSFT"], T0, END)
-    assert len(cells) == 2 * WINDOWS
+    _, cells = queries.ticker_heatmap(T0, END, 3)
+    assert len(cells) == 3 * WINDOWS
     assert cells[cells["key"] == "ticker:TSLA"]["neg_share"].max() == 0.9
 
 
@@ -144,7 +145,7 @@ def test_long_ranges_are_merged_in_sql_with_count_weighted_means(queries):
 
 
 def test_merged_heatmap_keeps_keys_apart(queries):
-    cells = queries.heatmap(["ticker:TSLA", "ticker:AAPL"], T0, END, max_points=6)
+    _, cells = queries.ticker_heatmap(T0, END, 2, max_points=6)
     assert len(cells) == 12
     assert cells.groupby("key")["count"].sum().to_dict() == {
         "ticker:TSLA": 30 * WINDOWS,

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MD_TITLE, TSLA_ALERT, WINDOWS, XSS_TITLE
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
@@ -27,6 +26,7 @@ from dashboard.app import DashboardServer, create_app
 from dashboard.frames import alert_path, key_path
 from finsentry.config import Settings, load_settings
 from finsentry.store import Store
+from tests.dashboard.known_data import MD_TITLE, TSLA_ALERT, WINDOWS, XSS_TITLE
 
 pytestmark = pytest.mark.e2e
 

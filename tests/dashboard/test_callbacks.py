@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from conftest import OLD_WINDOWS, T0, TSLA_ALERT, WINDOWS, XSS_TITLE, market_mean
 from dash import dcc, html
 
 from dashboard import callbacks, views
 from dashboard.frames import alert_path, key_path
 from dashboard.queries import PostFilter
+from tests.dashboard.known_data import OLD_WINDOWS, T0, TSLA_ALERT, WINDOWS, XSS_TITLE, market_mean
 
 pytestmark = pytest.mark.unit
 

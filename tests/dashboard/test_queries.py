@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from conftest import (
+
+from dashboard.queries import PostFilter, QueryError
+from tests.dashboard.known_data import (
     OLD_START,
     OLD_WINDOWS,
     T0,
@@ -14,8 +16,6 @@ from conftest import (
     XSS_TITLE,
     market_mean,
 )
-
-from dashboard.queries import PostFilter, QueryError
 
 pytestmark = pytest.mark.unit
 

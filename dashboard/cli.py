@@ -20,9 +20,10 @@ def dashboard(
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    from dashboard.app import DashboardConfigError, serve
+    from dashboard.app import DashboardConfigError, check_access, serve
 
     try:
+        check_access(settings)
         store_url = settings.masked_dump()["effective_store_url"]
         typer.echo(
             f"finsentry dashboard on http://{settings.dashboard_host}:"

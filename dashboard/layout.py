@@ -27,7 +27,7 @@ STYLE_ROW = {"display": "flex", "gap": "12px", "alignItems": "center", "flexWrap
 def shell(refresh_ms: int) -> html.Div:
     return html.Div(
         [
-            dcc.Location(id="url"),
+            dcc.Location(id="url", refresh="callback-nav"),
             dcc.Interval(id="refresh", interval=refresh_ms),
             html.Nav(
                 [

@@ -118,7 +118,8 @@ signal_points = Table(
     Column("z", Float),
     Column("is_spike", Boolean, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
-    Index("ix_signal_points_window_start", "window_start"),
+    # Covers the dashboard's per-range scans across keys (ticker ranking, heatmap) index-only.
+    Index("ix_signal_points_window_start", "window_start", "key", "count", "neg_share"),
     sqlite_with_rowid=False,
 )
 

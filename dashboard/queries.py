@@ -204,7 +204,8 @@ class DashboardQueries:
         """The ``limit`` most active ``ticker:`` keys in the range (by posts), most active
         first, and their negative share per window or bucket, long format.
 
-        One pass over the range's ticker windows serves both the ranking and the cells.
+        One pass over the range's ticker windows serves both the ranking and the cells;
+        grouping by bucket first lets SQLite read the covering window_start index in order.
         """
         columns = ("key", "window_start", "count", "neg_share")
         where = (
@@ -229,7 +230,7 @@ class DashboardQueries:
                     func.sum(sp.c.neg_share * sp.c.count) / weight,
                 )
                 .where(*where)
-                .group_by(sp.c.key, bucket)
+                .group_by(bucket, sp.c.key)
             )
             cells = self._epoch_frame(query, columns)
         totals = cells.groupby("key")["count"].sum().reset_index()

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
-from dashboard.queries import PostFilter, QueryError
+from dashboard.queries import DashboardQueries, PostFilter, QueryError
+from finsentry.config import Settings
+from finsentry.store import Store, metadata
 from tests.dashboard.known_data import (
     OLD_START,
     OLD_WINDOWS,
@@ -14,10 +18,30 @@ from tests.dashboard.known_data import (
     WINDOW,
     WINDOWS,
     XSS_TITLE,
+    fill,
     market_mean,
 )
 
-pytestmark = pytest.mark.unit
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", marks=pytest.mark.unit),
+        pytest.param("postgresql", marks=pytest.mark.integration),
+    ]
+)
+def queries(request: pytest.FixtureRequest, settings: Settings) -> Iterator[DashboardQueries]:
+    """The known data on SQLite (a file) and on PostgreSQL (a real server, dropped after)."""
+    if request.param == "sqlite":
+        url = settings.database_url
+    else:
+        url = request.getfixturevalue("postgres_url")
+    store = Store(url)
+    fill(store)
+    yield DashboardQueries(store)
+    if store.dialect == "postgresql":
+        metadata.drop_all(store.engine)
+    store.close()
+
 
 END = T0 + WINDOWS * WINDOW
 

@@ -157,9 +157,12 @@ def save_feedback(
     return f"Saved correction #{number}: {field} of {post_id} → {label} (by {user})."
 
 
-def _login_user() -> str | None:
+def feedback_user(typed: str | None) -> str | None:
+    """Who files a correction: the logged-in user when there is a login, else the typed name."""
     auth = flask.request.authorization
-    return auth.username if auth is not None and auth.username else None
+    if auth is not None and auth.username:
+        return str(auth.username)
+    return (typed or "").strip() or None
 
 
 def register(app: Dash, q: DashboardQueries, settings: Settings) -> None:
@@ -287,5 +290,4 @@ def register(app: Dash, q: DashboardQueries, settings: Settings) -> None:
     def _feedback(
         _: int, post_id: str | None, field: str, label: str | None, user: str | None
     ) -> str:
-        who = _login_user() or (user or "").strip() or None
-        return save_feedback(q, post_id, field, label, who)
+        return save_feedback(q, post_id, field, label, feedback_user(user))

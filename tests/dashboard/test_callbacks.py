@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+
 import pandas as pd
 import pytest
 from dash import dcc, html
 
 from dashboard import callbacks, views
+from dashboard.app import create_app
 from dashboard.frames import alert_path, key_path
 from dashboard.queries import PostFilter
 from tests.dashboard.known_data import OLD_WINDOWS, T0, TSLA_ALERT, WINDOWS, XSS_TITLE, market_mean
@@ -215,3 +218,13 @@ def test_model_page_without_registry():
 def test_range_label_names_the_event_time_span(queries):
     label = callbacks.range_label(queries, "hour", None, None)
     assert label.startswith(f"{T0:%Y-%m-%d %H:%M} to ")
+
+
+def test_the_login_name_is_who_files_feedback(store, settings):
+    app = create_app(store, settings)
+    token = base64.b64encode(b"ana:s3cret").decode()
+    with app.server.test_request_context(headers={"Authorization": f"Basic {token}"}):
+        assert callbacks.feedback_user("mallory") == "ana"
+    with app.server.test_request_context():
+        assert callbacks.feedback_user("  bob ") == "bob"
+        assert callbacks.feedback_user("   ") is None

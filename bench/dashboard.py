@@ -334,6 +334,11 @@ def main() -> None:
         ("week", "overview: last week", lambda: callbacks.overview(q, "week", None, None, 10)),
         (
             "month",
+            "overview: custom 30 days",
+            lambda: callbacks.overview(q, "custom", "2026-01-01", "2026-01-30", 10),
+        ),
+        (
+            "month",
             "overview: custom 30 days, top 30",
             lambda: callbacks.overview(q, "custom", "2026-01-01", "2026-01-30", 30),
         ),

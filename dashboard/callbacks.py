@@ -20,6 +20,7 @@ from dashboard.frames import (
     alert_path,
     key_path,
     parse_path,
+    range_from_search,
     resolve_range,
 )
 from dashboard.queries import DashboardQueries, PostFilter, QueryError
@@ -176,6 +177,16 @@ def register(app: Dash, q: DashboardQueries, settings: Settings) -> None:
     @app.callback(Output("range-label", "children"), *ranges, Input("refresh", "n_intervals"))
     def _range_label(choice: str, start: str | None, end: str | None, _: int) -> str:
         return range_label(q, choice, start, end)
+
+    @app.callback(
+        Output("range", "value"),
+        Output("custom-range", "start_date"),
+        Output("custom-range", "end_date"),
+        Input("url", "search"),
+    )
+    def _range_from_link(search: str | None) -> tuple[Any, ...]:
+        days = range_from_search(search)
+        return ("custom", *days) if days else (no_update, no_update, no_update)
 
     @app.callback(Output("page", "children"), Input("url", "pathname"))
     def _page(pathname: str | None) -> html.Div:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Final
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import numpy as np
 import pandas as pd
@@ -112,6 +112,20 @@ def parse_path(pathname: str | None) -> tuple[str, str | None]:
         if path.startswith(prefix) and len(path) > len(prefix):
             return page, unquote(path[len(prefix) :])
     return "missing", path
+
+
+def range_from_search(search: str | None) -> tuple[str, str] | None:
+    """``?start=ISO&end=ISO`` (the alert messages' key links) as a custom range of whole
+    days, or None when the link carries no usable range."""
+    query = parse_qs((search or "").lstrip("?"))
+    start, end = query.get("start", [""])[0], query.get("end", [""])[0]
+    try:
+        first, last = _day(start), _day(end)
+    except RangeError:
+        return None
+    if last < first:
+        return None
+    return first.date().isoformat(), last.date().isoformat()
 
 
 def safe_url(url: str | None) -> str | None:

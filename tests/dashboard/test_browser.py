@@ -155,6 +155,23 @@ def test_drill_down_opens_from_a_heatmap_click(browser, serve):
     shot(browser, "drill-down")
 
 
+def test_key_link_from_an_alert_message_selects_its_days(browser, serve):
+    """The alert messages link to /key/<key>?start=..&end=.. around the alert's window."""
+    query = "start=2026-01-05T10:40:00%2B00:00&end=2026-01-05T10:45:00%2B00:00"
+    browser.get(serve() + "/key/ticker:TSLA?" + query)
+    assert wait_for(browser, lambda d: text_of(d, "key-title") == "ticker:TSLA")
+    wait_for(
+        browser,
+        lambda d: d.find_element(By.CSS_SELECTOR, "#range input[value='custom']").is_selected(),
+    )
+    assert wait_for(
+        browser,
+        lambda d: text_of(d, "range-label").startswith("2026-01-05 00:00 to 2026-01-06 00:00 UTC"),
+    )
+    assert wait_for(browser, lambda d: "(25 posts)" in text_of(d, "page-label"))
+    shot(browser, "key-deep-link")
+
+
 def test_key_page_filters_pages_and_stores_feedback(browser, serve, store):
     browser.get(serve() + key_path("ticker:TSLA"))
     wait_for(browser, lambda d: "(25 posts)" in text_of(d, "page-label"))

@@ -14,6 +14,7 @@ from dashboard.frames import (
     baseline_band,
     key_path,
     parse_path,
+    range_from_search,
     resolve_range,
     safe_url,
 )
@@ -110,3 +111,25 @@ def test_parse_path(path, expected):
 )
 def test_only_http_links_are_rendered(url, expected):
     assert safe_url(url) == expected
+
+
+@pytest.mark.parametrize(
+    ("search", "expected"),
+    [
+        (
+            "?start=2026-01-05T10%3A40%3A00%2B00%3A00&end=2026-01-05T10%3A45%3A00%2B00%3A00",
+            ("2026-01-05", "2026-01-05"),
+        ),
+        (
+            "?start=2026-01-05T23:55:00+00:00&end=2026-01-06T00:00:00+00:00",
+            ("2026-01-05", "2026-01-06"),
+        ),
+        ("", None),
+        (None, None),
+        ("?start=2026-01-05", None),
+        ("?start=x&end=y", None),
+        ("?start=2026-01-06&end=2026-01-05", None),
+    ],
+)
+def test_alert_key_links_choose_the_days_of_the_window(search, expected):
+    assert range_from_search(search) == expected

@@ -7,6 +7,7 @@ import json
 import typer
 
 from alerts.cli import alerts_app
+from dashboard.cli import dashboard
 from finsentry.config import ConfigError, get_settings
 from finsentry.kafka_cli import kafka_app
 from stream.cli import worker
@@ -19,6 +20,7 @@ app = typer.Typer(
 app.add_typer(kafka_app, name="kafka")
 app.command("worker")(worker)
 app.add_typer(alerts_app, name="alerts")
+app.command("dashboard")(dashboard)
 
 
 @app.command("config")

@@ -136,6 +136,8 @@ class Settings(BaseSettings):
     dashboard_port: int = Field(default=8050, ge=1, le=65535)
     dashboard_username: str | None = None
     dashboard_password: SecretStr | None = None
+    dashboard_refresh_s: float = Field(default=30.0, ge=1)  # auto-refresh period of the pages
+    dashboard_page_size: int = Field(default=25, ge=1, le=500)  # posts per table page
 
     # Alerts (alerts/). Routing rules live in their own TOML/YAML file; secrets (the Slack
     # webhook URL, the SMTP password) come only from env or `alerts_secrets_file`, never from

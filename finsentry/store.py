@@ -103,6 +103,8 @@ post_tickers = Table(
     Index("ix_post_tickers_ticker_published_at", "ticker", "published_at"),
 )
 
+# Clustered on (key, window_start) in SQLite (WITHOUT ROWID): every reader asks for one key's
+# windows over a time range, which is then one contiguous read instead of a lookup per row.
 signal_points = Table(
     "signal_points",
     metadata,
@@ -116,7 +118,9 @@ signal_points = Table(
     Column("z", Float),
     Column("is_spike", Boolean, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
-    Index("ix_signal_points_window_start", "window_start"),
+    # Covers the dashboard's per-range scans across keys (ticker ranking, heatmap) index-only.
+    Index("ix_signal_points_window_start", "window_start", "key", "count", "neg_share"),
+    sqlite_with_rowid=False,
 )
 
 alerts = Table(

@@ -114,6 +114,7 @@ def main() -> None:
     )
     texts = headlines(args.posts)
     engine = load_engine(settings)
+    model = f"{engine.version} ({engine.backend} on {engine.device})"
     started = time.perf_counter()
     for start in range(0, len(texts), settings.stream_batch_size):
         engine.classify(texts[start : start + settings.stream_batch_size])
@@ -144,8 +145,7 @@ def main() -> None:
         broker.stop()
     q = statistics.quantiles(lat, n=100)
     print(
-        f"\nstream benchmark: {len(texts)} headlines, 2 partitions, model "
-        f"{settings.model_backend} on {settings.model_device}"
+        f"\nstream benchmark: {len(texts)} headlines, 2 partitions, model {model}"
     )
     print(f"{'measure':<34}{'value':>12}{'vs engine':>12}")
     print(f"{'engine alone (posts/s)':<34}{engine_rate:>12.1f}{1.0:>12.2f}")

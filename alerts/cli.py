@@ -14,18 +14,10 @@ from alerts.errors import AlertsError, NotifyError, RoutingError
 from alerts.grouping import Batch
 from alerts.message import build_content
 from alerts.routing import Channel, build_routing
-from finsentry.config import ConfigError, Settings, load_settings
+from finsentry.cli_settings import settings_or_exit
 from finsentry.schema import Alert, Evidence, alert_id
 
 alerts_app = typer.Typer(help="Slack and e-mail alerts: the service, a test send, history.")
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
 
 
 @alerts_app.command("run")
@@ -33,7 +25,7 @@ def run() -> None:
     """Consume the alerts topic and deliver by the routing rules until SIGINT/SIGTERM."""
     from alerts.service import run_service
 
-    settings = _settings()
+    settings = settings_or_exit()
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -64,7 +56,7 @@ def test(
     from alerts.secrets import resolve_secrets
     from alerts.service import build_notifiers
 
-    settings = _settings()
+    settings = settings_or_exit()
     try:
         secrets = resolve_secrets(settings)
         notifier = build_notifiers(settings, secrets, {channel})[channel]
@@ -125,7 +117,7 @@ def history(
     if status is not None and status not in DELIVERY_STATUSES:
         typer.echo(f"error: --status must be one of {', '.join(DELIVERY_STATUSES)}", err=True)
         raise typer.Exit(2)
-    store = Store(_settings().database_url)
+    store = Store(settings_or_exit().database_url)
     try:
         if status is None:
             rows = store.recent_deliveries(limit)

@@ -144,9 +144,7 @@ def main() -> None:
         worker.stop()
         broker.stop()
     q = statistics.quantiles(lat, n=100)
-    print(
-        f"\nstream benchmark: {len(texts)} headlines, 2 partitions, model {model}"
-    )
+    print(f"\nstream benchmark: {len(texts)} headlines, 2 partitions, model {model}")
     print(f"{'measure':<34}{'value':>12}{'vs engine':>12}")
     print(f"{'engine alone (posts/s)':<34}{engine_rate:>12.1f}{1.0:>12.2f}")
     print(f"{'end to end (posts/s)':<34}{stream_rate:>12.1f}{stream_rate / engine_rate:>12.2f}")

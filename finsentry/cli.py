@@ -8,7 +8,7 @@ import typer
 
 from alerts.cli import alerts_app
 from dashboard.cli import dashboard
-from finsentry.config import ConfigError, get_settings
+from finsentry.cli_settings import settings_or_exit
 from finsentry.kafka_cli import kafka_app
 from stream.cli import worker
 
@@ -26,11 +26,7 @@ app.command("dashboard")(dashboard)
 @app.command("config")
 def show_config() -> None:
     """Print the effective settings (env, finsentry.toml, defaults) with secrets masked."""
-    try:
-        settings = get_settings()
-    except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    settings = settings_or_exit()
     typer.echo(json.dumps(settings.masked_dump(), indent=2, default=str))
 
 
@@ -39,9 +35,4 @@ def demo() -> None:
     """Run the product on the embedded default with bundled dated headlines (Ctrl-C stops)."""
     from finsentry.demo import run_demo
 
-    try:
-        settings = get_settings()
-    except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    run_demo(settings)
+    run_demo(settings_or_exit())

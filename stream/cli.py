@@ -12,14 +12,14 @@ def worker(
     import faust
     from models.engine import load_engine
 
-    from finsentry.config import get_settings
+    from finsentry.cli_settings import settings_or_exit
     from finsentry.store import Store
     from stream.agents import WorkerContext, register_agents
     from stream.app import create_app, declare_tables, declare_topics
     from stream.metrics import StreamMetrics
     from stream.sink import StoreSink
 
-    settings = get_settings()
+    settings = settings_or_exit()
     metrics = StreamMetrics()
     app = create_app(settings)
     topics = declare_topics(app, settings)

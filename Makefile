@@ -20,10 +20,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev,postgres]'
 	touch $(STAMP)
 
-demo: $(STAMP) ## Start the embedded Kafka and create the topics (more as issues land)
-	$(BIN)/finsentry kafka start
-	$(BIN)/finsentry kafka topics
-	@echo "Kafka is ready. Stop it with: $(BIN)/finsentry kafka stop"
+demo: $(STAMP) ## Run Kafka and the worker on bundled dated headlines (Ctrl-C stops)
+	$(BIN)/finsentry demo
 
 test: $(STAMP) ## Run every test (starts and stops its own Kafka broker)
 	$(BIN)/python -m pytest

@@ -6,9 +6,12 @@ import json
 
 import typer
 
-from finsentry.config import ConfigError, get_settings
+from alerts.cli import alerts_app
+from dashboard.cli import dashboard
+from finsentry.cli_settings import settings_or_exit
 from finsentry.kafka_cli import kafka_app
 from ingest.cli import ingest_app
+from stream.cli import worker
 
 app = typer.Typer(
     help="finsentry: streaming financial sentiment monitor.",
@@ -16,15 +19,22 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(kafka_app, name="kafka")
+app.command("worker")(worker)
+app.add_typer(alerts_app, name="alerts")
+app.command("dashboard")(dashboard)
 app.add_typer(ingest_app, name="ingest")
 
 
 @app.command("config")
 def show_config() -> None:
     """Print the effective settings (env, finsentry.toml, defaults) with secrets masked."""
-    try:
-        settings = get_settings()
-    except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    settings = settings_or_exit()
     typer.echo(json.dumps(settings.masked_dump(), indent=2, default=str))
+
+
+@app.command("demo")
+def demo() -> None:
+    """Run the product on the embedded default with bundled dated headlines (Ctrl-C stops)."""
+    from finsentry.demo import run_demo
+
+    run_demo(settings_or_exit())

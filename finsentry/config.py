@@ -141,6 +141,14 @@ class Settings(BaseSettings):
     spike_min_history: int = Field(default=3, ge=1)
     spike_cooldown_windows: int = Field(default=3, ge=0)
 
+    # Stream worker (Faust).
+    stream_batch_size: int = Field(default=64, ge=1, le=4096)
+    stream_batch_within_s: float = Field(default=0.5, gt=0)
+    stream_max_message_bytes: int = Field(default=2_000_000, ge=1_000)
+    stream_evidence_size: int = Field(default=5, ge=1, le=50)
+    worker_web_host: str = "127.0.0.1"
+    worker_web_port: int = Field(default=6066, ge=1, le=65535)
+
     # Ingest (ingest/): the shared producer, RSS, webhook, replay, Reddit and StockTwits.
     ingest_producer_compression: Literal["gzip", "none"] = "gzip"
     ingest_producer_linger_ms: int = Field(default=20, ge=0, le=60_000)
@@ -175,6 +183,33 @@ class Settings(BaseSettings):
     dashboard_port: int = Field(default=8050, ge=1, le=65535)
     dashboard_username: str | None = None
     dashboard_password: SecretStr | None = None
+    dashboard_refresh_s: float = Field(default=30.0, ge=1)  # auto-refresh period of the pages
+    dashboard_page_size: int = Field(default=25, ge=1, le=500)  # posts per table page
+
+    # Alerts (alerts/). Routing rules live in their own TOML/YAML file; secrets (the Slack
+    # webhook URL, the SMTP password) come only from env or `alerts_secrets_file`, never from
+    # finsentry.toml or the routing file.
+    alerts_routing_file: Path | None = None
+    alerts_consumer_group: str = Field(default="finsentry-alerts", min_length=1)
+    # How soon a crashed service's partitions go to a new instance (broker minimum is 6 s).
+    alerts_session_timeout_s: float = Field(default=10.0, ge=1)
+    alerts_dashboard_url: str = "http://127.0.0.1:8050"
+    alerts_secrets_file: Path | None = None
+    alerts_slack_webhook_url: SecretStr | None = None
+    alerts_slack_timeout_s: float = Field(default=10.0, gt=0)
+    alerts_smtp_host: str = "127.0.0.1"
+    alerts_smtp_port: int = Field(default=587, ge=1, le=65535)
+    alerts_smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    alerts_smtp_ca_file: Path | None = None
+    alerts_smtp_username: str | None = None
+    alerts_smtp_password: SecretStr | None = None
+    alerts_smtp_from: str = "finsentry <finsentry@localhost>"
+    alerts_smtp_timeout_s: float = Field(default=10.0, gt=0)
+    alerts_retry_base_s: float = Field(default=2.0, ge=0)
+    alerts_retry_factor: float = Field(default=2.0, ge=1)
+    alerts_retry_max_s: float = Field(default=600.0, ge=0)
+    alerts_retry_max_attempts: int = Field(default=8, ge=1)
+    alerts_max_idle_s: float = Field(default=1.0, gt=0)
 
     @field_validator("kafka_topic_partitions")
     @classmethod

@@ -8,21 +8,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from finsentry.config import ConfigError, Settings, get_settings
+from finsentry.cli_settings import settings_or_exit
+from finsentry.config import Settings
 from finsentry.localkafka import BrokerStatus, KafkaLauncherError, LocalKafka, broker_answers
 
 kafka_app = typer.Typer(
     help="Run the embedded Apache Kafka broker and manage its topics.", no_args_is_help=True
 )
 console = Console()
-
-
-def _settings() -> Settings:
-    try:
-        return get_settings()
-    except ConfigError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from exc
 
 
 def _external(settings: Settings) -> bool:
@@ -59,7 +52,7 @@ def _print_status(status: BrokerStatus) -> None:
 @kafka_app.command()
 def start() -> None:
     """Start the broker (resolving jars and formatting storage on first use) and wait for it."""
-    settings = _settings()
+    settings = settings_or_exit()
     if _external(settings):
         return
     began = time.monotonic()
@@ -78,7 +71,7 @@ def start() -> None:
 @kafka_app.command()
 def stop() -> None:
     """Stop the broker by its PID and wait until it has exited."""
-    settings = _settings()
+    settings = settings_or_exit()
     if _external(settings):
         return
     if _launcher(settings).stop():
@@ -90,7 +83,7 @@ def stop() -> None:
 @kafka_app.command()
 def status() -> None:
     """Show whether the broker runs and answers; exit code 1 when it is not ready."""
-    settings = _settings()
+    settings = settings_or_exit()
     if _external(settings):
         return
     current = _launcher(settings).status()
@@ -106,7 +99,7 @@ def topics() -> None:
 
     from finsentry.topics import ensure_topics
 
-    settings = _settings()
+    settings = settings_or_exit()
     try:
         states = ensure_topics(settings)
     except KafkaError as exc:

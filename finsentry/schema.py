@@ -74,7 +74,14 @@ def _to_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("contains a NUL (0x00) character, which no text store accepts")
+    return value
+
+
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+Text = Annotated[str, AfterValidator(_no_nul)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 Ticker = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9.\-]{0,9}$")]
 
@@ -129,17 +136,17 @@ def schema_error(model: str, exc: ValidationError) -> SchemaError:
 class Post(Message):
     """One news item or social post, as ingested. ``published_at`` is event time."""
 
-    id: str = Field(min_length=1, max_length=512)
-    source: str = Field(min_length=1, max_length=200, pattern=r"^[a-z][a-z0-9_-]*(:.+)?$")
+    id: Text = Field(min_length=1, max_length=512)
+    source: Text = Field(min_length=1, max_length=200, pattern=r"^[a-z][a-z0-9_-]*(:.+)?$")
     kind: Literal["news", "social"]
     published_at: UtcDatetime
     received_at: UtcDatetime
     # True when the source gave no time and published_at is the arrival time.
     published_at_estimated: bool = False
-    title: str = Field(default="", max_length=MAX_TITLE_CHARS)
-    body: str = Field(default="", max_length=MAX_BODY_CHARS)
-    url: str | None = Field(default=None, max_length=4_000)
-    author: str | None = Field(default=None, max_length=500)
+    title: Text = Field(default="", max_length=MAX_TITLE_CHARS)
+    body: Text = Field(default="", max_length=MAX_BODY_CHARS)
+    url: Text | None = Field(default=None, max_length=4_000)
+    author: Text | None = Field(default=None, max_length=500)
     lang: str | None = Field(default=None, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
     tickers: tuple[Ticker, ...] = ()
 
@@ -232,9 +239,9 @@ class SignalPoint(Message):
 class Evidence(Message):
     """A post that explains an alert: among the most negative of its window."""
 
-    id: str = Field(min_length=1, max_length=512)
-    title: str = Field(max_length=MAX_TITLE_CHARS)
-    url: str | None = None
+    id: Text = Field(min_length=1, max_length=512)
+    title: Text = Field(max_length=MAX_TITLE_CHARS)
+    url: Text | None = None
     score: float = Field(ge=-1.0, le=1.0, allow_inf_nan=False)
 
 
@@ -267,6 +274,26 @@ class Alert(Message):
         if self.id != expected:
             raise ValueError(f"id must be alert_id(key, window_start) = {expected!r}")
         return self
+
+
+class DeadLetter(Message):
+    """An input the pipeline could not use, kept with why and where it came from."""
+
+    reason: Literal["not_json", "invalid", "oversized", "undecodable", "unscorable"]
+    error: str = Field(max_length=10_000)
+    source_topic: str
+    partition: int = Field(ge=0)
+    offset: int = Field(ge=0)
+    raw_base64: str
+    raw_bytes: int = Field(ge=0)
+    failed_at: UtcDatetime
+
+
+class ModelUpdate(Message):
+    """Tells workers to switch to a registry version (published by ``models promote``)."""
+
+    version: str = Field(min_length=1, max_length=200)
+    path: str = Field(min_length=1)
 
 
 def alert_id(key: str, window_start: datetime) -> str:

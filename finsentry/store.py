@@ -103,6 +103,8 @@ post_tickers = Table(
     Index("ix_post_tickers_ticker_published_at", "ticker", "published_at"),
 )
 
+# Clustered on (key, window_start) in SQLite (WITHOUT ROWID): every reader asks for one key's
+# windows over a time range, which is then one contiguous read instead of a lookup per row.
 signal_points = Table(
     "signal_points",
     metadata,
@@ -116,7 +118,9 @@ signal_points = Table(
     Column("z", Float),
     Column("is_spike", Boolean, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
-    Index("ix_signal_points_window_start", "window_start"),
+    # Covers the dashboard's per-range scans across keys (ticker ranking, heatmap) index-only.
+    Index("ix_signal_points_window_start", "window_start", "key", "count", "neg_share"),
+    sqlite_with_rowid=False,
 )
 
 alerts = Table(
@@ -393,6 +397,23 @@ class Store:
 
     def recent_deliveries(self, limit: int = 50) -> list[DeliveryRecord]:
         query = select(deliveries).order_by(deliveries.c.updated_at.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [DeliveryRecord(**row) for row in conn.execute(query).mappings()]
+
+    def deliveries_with_status(
+        self, statuses: Sequence[str], limit: int | None = None
+    ) -> list[DeliveryRecord]:
+        """Deliveries in the given states, oldest update first (the alerts service resumes
+        its unfinished ones from here after a restart)."""
+        unknown = sorted(set(statuses) - set(DELIVERY_STATUSES))
+        if unknown:
+            raise StoreError(f"delivery statuses {unknown} are not among {DELIVERY_STATUSES}")
+        query = (
+            select(deliveries)
+            .where(deliveries.c.status.in_(list(statuses)))
+            .order_by(deliveries.c.updated_at, deliveries.c.alert_id, deliveries.c.channel)
+            .limit(limit)
+        )
         with self.engine.connect() as conn:
             return [DeliveryRecord(**row) for row in conn.execute(query).mappings()]
 

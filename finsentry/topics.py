@@ -8,6 +8,13 @@ from typing import Final
 from finsentry.config import Settings
 
 TOPIC_NAMES: Final = ("posts", "scored", "signals", "alerts", "deadletter", "model-updates")
+# The stream worker's own hops (see stream/agents.py); None means the configured count.
+# signal-input has one partition so that one watermark orders every key, as in backfill.
+INTERNAL_TOPICS: Final[dict[str, int | None]] = {
+    "valid-posts": None,
+    "unique-posts": None,
+    "signal-input": 1,
+}
 
 
 @dataclass(frozen=True)
@@ -19,7 +26,10 @@ class TopicState:
 
 
 def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[TopicState]:
-    """Create the missing topics; existing ones are left as they are and reported."""
+    """Create the missing topics (the DESIGN.md set and the stream's internal hops).
+
+    Existing topics are left as they are and reported.
+    """
     from kafka import KafkaAdminClient
     from kafka.errors import for_code
 
@@ -30,6 +40,10 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[TopicStat
     )
     try:
         wanted = {settings.topic(name): settings.partitions_for(name) for name in TOPIC_NAMES}
+        wanted |= {
+            settings.topic(name): fixed or settings.partitions_for(name)
+            for name, fixed in INTERNAL_TOPICS.items()
+        }
         existing = set(admin.list_topics())
         missing = {
             name: {"num_partitions": count, "replication_factor": settings.kafka_replication_factor}

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from finsentry.config import ConfigError, RssFeed, Settings, get_settings
+from finsentry.cli_settings import settings_or_exit
+from finsentry.config import RssFeed, Settings
 
 if TYPE_CHECKING:
     from ingest.polling import PolledSource
@@ -25,11 +26,7 @@ log = logging.getLogger("ingest")
 
 
 def _settings() -> Settings:
-    try:
-        settings = get_settings()
-    except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    settings = settings_or_exit()
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

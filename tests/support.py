@@ -1,24 +1,5 @@
-"""Small helpers shared by the test packages."""
+"""Helpers shared by the test packages (the runtime ones live in finsentry.runtime)."""
 
-from __future__ import annotations
+from finsentry.runtime import free_port, wait_until
 
-import socket
-import time
-from collections.abc import Callable
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port that was free a moment ago; good enough for servers started right after."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    """Poll a readiness condition; fail with a message saying what never became true."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+__all__ = ["free_port", "wait_until"]

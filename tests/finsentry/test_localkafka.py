@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from finsentry.config import Settings, get_settings, load_settings
 from finsentry.localkafka import KafkaLauncherError, LocalKafka, broker_answers
-from finsentry.topics import TOPIC_NAMES, ensure_topics
+from finsentry.topics import INTERNAL_TOPICS, TOPIC_NAMES, ensure_topics
 from tests.support import free_port
 
 
@@ -83,9 +83,12 @@ def test_lifecycle_start_noop_stop_and_persistence(own_broker: LocalKafka) -> No
     again, started_again = own_broker.start()
     assert not started_again and again.pid == status.pid
 
-    states = ensure_topics(own_broker.settings)
-    assert [s.name for s in states] == [own_broker.settings.topic(n) for n in TOPIC_NAMES]
-    assert all(s.created and s.partitions == own_broker.settings.kafka_partitions for s in states)
+    states = {s.name: s for s in ensure_topics(own_broker.settings)}
+    topic = own_broker.settings.topic
+    assert set(states) == {topic(n) for n in (*TOPIC_NAMES, *INTERNAL_TOPICS)}
+    assert all(s.created for s in states.values())
+    assert states[topic("posts")].partitions == own_broker.settings.kafka_partitions
+    assert states[topic("signal-input")].partitions == 1
 
     assert own_broker.stop()
     assert own_broker.pid() is None

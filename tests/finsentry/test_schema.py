@@ -77,6 +77,7 @@ def test_times_are_normalised_to_utc() -> None:
         ({"surprise": 1}, "surprise", "Extra inputs"),
         ({"schema_version": 2}, "schema_version", "1"),
         ({"title": "", "body": "  "}, "(message)", "both empty"),
+        ({"body": "a\x00b"}, "body", "NUL"),
     ],
 )
 def test_bad_post_names_field_and_reason(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -9,18 +10,28 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select, text
 
 from finsentry.schema import Alert, Evidence, Post, ScoredPost, SignalPoint, alert_id
-from finsentry.store import Store, StoreError, post_tickers, posts
+from finsentry.store import Store, StoreError, metadata, post_tickers, posts
 from tests.finsentry.strategies import scored_posts, signal_points
-
-pytestmark = pytest.mark.unit
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    db = Store(f"sqlite:///{tmp_path / 'store.db'}")
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", marks=pytest.mark.unit),
+        pytest.param("postgresql", marks=pytest.mark.integration),
+    ]
+)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """The same tests on SQLite (a file) and PostgreSQL (a real server, tables dropped after)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'store.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    db = Store(url)
     yield db
+    if db.dialect == "postgresql":
+        metadata.drop_all(db.engine)
     db.close()
 
 
@@ -49,7 +60,9 @@ def make_scored(n: int, negative: float = 0.7, version: str = "v1") -> ScoredPos
     )
 
 
-def test_sqlite_runs_in_wal_mode(store: Store) -> None:
+@pytest.mark.unit
+def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'wal.db'}")
     with store.engine.connect() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
 
@@ -238,6 +251,7 @@ def test_naive_datetime_is_refused(store: Store) -> None:
         )
 
 
+@pytest.mark.unit
 def test_unsupported_url_is_explained() -> None:
     with pytest.raises(StoreError, match="unsupported store URL"):
         Store("mysql://localhost/db")

@@ -1,0 +1,157 @@
+"""End-to-end stream throughput and latency against the inference engine alone.
+
+Starts its own broker and worker (on free ports, under a temp dir), then on the same texts:
+1. engine: posts/s of ``Engine.classify`` in batches of ``stream_batch_size``;
+2. stream: posts/s from producing N posts to all N stored (validate, dedup, score, store);
+3. latency: received_at -> stored_at p50/p95/p99 at an offered load of half of (2).
+Prints a table; the ratio stream/engine is the figure of merit (target >= 0.8).
+
+    .venv/bin/python -m bench.stream [--posts 2000]
+
+(Run as a module: as a script, bench/stream.py would shadow the stream package.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from kafka import KafkaProducer
+from models.engine import load_engine
+from sqlalchemy import func, select
+
+from finsentry.config import REPO_ROOT, Settings, load_settings
+from finsentry.localkafka import LocalKafka
+from finsentry.runtime import free_port, wait_until
+from finsentry.schema import Post
+from finsentry.store import Store, posts
+from stream.process import WorkerProcess
+
+T0 = datetime(2024, 5, 1, tzinfo=UTC)
+
+
+def headlines(limit: int) -> list[str]:
+    titles: list[str] = []
+    for name in ("guardian_headlines.csv", "cnbc_headlines.csv"):
+        path = REPO_ROOT / "data" / "fin_news_headlines" / name
+        with path.open(encoding="utf-8", newline="") as handle:
+            titles += [
+                " ".join(r["Headlines"].split())
+                for r in csv.DictReader(handle)
+                if r.get("Headlines")
+            ]
+    return titles[:limit]
+
+
+def make_posts(texts: list[str], run: str) -> list[Post]:
+    """Titles differ per run and index, so dedup lets every post through."""
+    return [
+        Post(
+            id=f"{run}:{n}",
+            source="replay:bench",
+            kind="news",
+            published_at=T0 + timedelta(seconds=n),
+            received_at=datetime.now(UTC),
+            title=f"{text} ({run} {n})",
+            tickers=("AAPL",),
+        )
+        for n, text in enumerate(texts)
+    ]
+
+
+def stored(store: Store, run: str) -> int:
+    with store.engine.connect() as conn:
+        query = select(func.count()).select_from(posts).where(posts.c.id.like(f"{run}:%"))
+        return int(conn.execute(query).scalar_one())
+
+
+def send(
+    producer: KafkaProducer, settings: Settings, batch: list[Post], rate: float | None
+) -> None:
+    started = time.perf_counter()
+    for n, post in enumerate(batch):
+        if rate is not None:
+            delay = started + n / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        fresh = post.model_copy(update={"received_at": datetime.now(UTC)})
+        producer.send(settings.topic("posts"), value=fresh.to_json())
+    producer.flush()
+
+
+def latencies(store: Store, run: str) -> list[float]:
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(posts.c.received_at, posts.c.stored_at).where(posts.c.id.like(f"{run}:%"))
+        )
+        return sorted((r.stored_at - r.received_at).total_seconds() for r in rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--posts", type=int, default=2000)
+    parser.add_argument("--latency-seconds", type=float, default=30.0)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="finsentry-bench-"))
+    broker = LocalKafka(
+        load_settings(
+            data_dir=work / "broker", kafka_port=free_port(), kafka_controller_port=free_port()
+        )
+    )
+    broker.start()
+    settings = load_settings(
+        data_dir=work / "var",
+        kafka_bootstrap=broker.bootstrap,
+        kafka_topic_prefix=f"bench{uuid.uuid4().hex[:6]}.",
+        kafka_partitions=2,
+        store_url=f"sqlite:///{work / 'store.db'}",
+    )
+    texts = headlines(args.posts)
+    engine = load_engine(settings)
+    model = f"{engine.version} ({engine.backend} on {engine.device})"
+    started = time.perf_counter()
+    for start in range(0, len(texts), settings.stream_batch_size):
+        engine.classify(texts[start : start + settings.stream_batch_size])
+    engine_rate = len(texts) / (time.perf_counter() - started)
+    engine.close()
+
+    worker = WorkerProcess(settings, work / "worker.log")
+    store = Store(settings.database_url)
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    try:
+        worker.start()
+        send(producer, settings, make_posts(texts[:200], "warm"), None)
+        wait_until(lambda: stored(store, "warm") == 200, 300, "warm-up posts stored")
+        started = time.perf_counter()
+        send(producer, settings, make_posts(texts, "full"), None)
+        wait_until(lambda: stored(store, "full") == len(texts), 900, "all posts stored")
+        stream_rate = len(texts) / (time.perf_counter() - started)
+
+        offered = stream_rate / 2
+        count = max(50, int(offered * args.latency_seconds))
+        paced = make_posts((texts * (count // len(texts) + 1))[:count], "paced")
+        send(producer, settings, paced, offered)
+        wait_until(lambda: stored(store, "paced") == count, 600, "paced posts stored")
+        lat = latencies(store, "paced")
+    finally:
+        producer.close()
+        worker.stop()
+        broker.stop()
+    q = statistics.quantiles(lat, n=100)
+    print(f"\nstream benchmark: {len(texts)} headlines, 2 partitions, model {model}")
+    print(f"{'measure':<34}{'value':>12}{'vs engine':>12}")
+    print(f"{'engine alone (posts/s)':<34}{engine_rate:>12.1f}{1.0:>12.2f}")
+    print(f"{'end to end (posts/s)':<34}{stream_rate:>12.1f}{stream_rate / engine_rate:>12.2f}")
+    print(f"{'latency at ' + format(offered, '.0f') + ' posts/s, p50 (s)':<34}{q[49]:>12.3f}")
+    print(f"{'latency p95 (s)':<34}{q[94]:>12.3f}")
+    print(f"{'latency p99 (s)':<34}{q[98]:>12.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,415 @@
+"""The dashboard's read path: parameterised SQLAlchemy Core over ``finsentry.store`` tables.
+
+Every function returns a pandas DataFrame (or a plain dict) shaped for one figure or table,
+so figure builders never see SQL and callbacks never build it. Series read the
+pre-aggregated ``signal_points``, merged in SQL into coarser buckets when a range holds more
+windows than a chart can show; post tables read ``posts`` through its time indexes and are
+always bounded by a time range and a page, so a 1,000,000-post store answers quickly.
+Time columns are fetched raw and parsed by pandas in one vectorised pass (stored as UTC).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+import pandas as pd
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    String,
+    and_,
+    case,
+    cast,
+    extract,
+    func,
+    or_,
+    select,
+    type_coerce,
+)
+
+from finsentry.store import Store, alerts, deliveries, model_versions, post_tickers, posts
+from finsentry.store import signal_points as sp
+
+TIME_COLUMNS: Final = ("window_start", "window_end", "published_at", "created_at")
+SERIES_POINTS: Final = 1_000  # most points per series line
+HEATMAP_COLUMNS: Final = 300  # most time buckets across the heatmap
+SERIES_COLUMNS: Final = (
+    "key",
+    "window_start",
+    "window_end",
+    "count",
+    "mean_score",
+    "neg_share",
+    "baseline",
+    "z",
+    "is_spike",
+)
+POST_COLUMNS: Final = (
+    "id",
+    "published_at",
+    "source",
+    "title",
+    "url",
+    "sentiment",
+    "sentiment_probs",
+    "score",
+    "topic",
+    "model_version",
+)
+SORTABLE: Final = (
+    "published_at",
+    "source",
+    "title",
+    "sentiment",
+    "score",
+    "topic",
+    "model_version",
+)
+ALERT_COLUMNS: Final = (
+    "id",
+    "key",
+    "window_start",
+    "window_end",
+    "severity",
+    "z",
+    "neg_share",
+    "mean_score",
+    "count",
+    "baseline",
+    "model_version",
+)
+
+
+class QueryError(ValueError):
+    """A dashboard query was asked for something it cannot answer (bad key, sort column)."""
+
+
+@dataclass(frozen=True)
+class PostFilter:
+    """What the analyst typed into the post table's filter row; empty means no filter."""
+
+    sentiment: str | None = None
+    topic: str | None = None
+    source: str | None = None
+    title: str | None = None
+
+
+@dataclass(frozen=True)
+class PostPage:
+    rows: pd.DataFrame
+    total: int
+    page: int
+    page_size: int
+    sort: tuple[str, bool] = field(default=("published_at", True))
+
+    @property
+    def page_count(self) -> int:
+        return max(1, -(-self.total // self.page_size))
+
+
+class DashboardQueries:
+    """All reads the dashboard makes, over one Store whose windows are ``window_s`` long."""
+
+    def __init__(self, store: Store, window_s: int = 300) -> None:
+        self.store = store
+        self.window_s = window_s
+
+    def _frame(self, query: Select[Any], columns: tuple[str, ...]) -> pd.DataFrame:
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        values = list(zip(*rows, strict=True)) if rows else [()] * len(columns)
+        frame = pd.DataFrame(dict(zip(columns, values, strict=True)))
+        for name in TIME_COLUMNS:
+            if name in frame.columns:
+                frame[name] = pd.to_datetime(frame[name], utc=True, format="ISO8601")
+        return frame
+
+    def _epoch(self, column: Any) -> ColumnElement[int]:
+        if self.store.dialect == "sqlite":
+            return cast(func.strftime("%s", column), Integer)
+        return cast(func.floor(extract("epoch", column)), Integer)
+
+    def bucket_seconds(self, start: datetime, end: datetime, max_points: int) -> int | None:
+        """Bucket width that keeps a range under ``max_points``; None when windows fit."""
+        windows = (end - start).total_seconds() / self.window_s
+        if windows <= max_points:
+            return None
+        return int(-(-windows // max_points)) * self.window_s
+
+    def _windows(
+        self, keys: list[str], start: datetime, end: datetime, max_points: int
+    ) -> pd.DataFrame:
+        """Signal points of some keys in [start, end), merged into buckets if too many.
+
+        A merged bucket is what one big window would say: counts summed, means weighted by
+        count, a spike when any window in it was one.
+        """
+        where = (sp.c.key.in_(keys), sp.c.window_start >= start, sp.c.window_start < end)
+        bucket_s = self.bucket_seconds(start, end, max_points)
+        if bucket_s is None:
+            columns = [_raw_time(sp.c[n]) if n in TIME_COLUMNS else sp.c[n] for n in SERIES_COLUMNS]
+            query = select(*columns).where(*where).order_by(sp.c.key, sp.c.window_start)
+            return self._frame(query, SERIES_COLUMNS)
+        bucket = self._epoch(sp.c.window_start) // bucket_s
+        weight = func.nullif(func.sum(sp.c.count), 0)
+        query = (
+            select(
+                sp.c.key,
+                (bucket * bucket_s).label("window_start"),
+                type_coerce(func.max(sp.c.window_end), String),
+                func.sum(sp.c.count),
+                func.sum(sp.c.mean_score * sp.c.count) / weight,
+                func.sum(sp.c.neg_share * sp.c.count) / weight,
+                func.avg(sp.c.baseline),
+                func.max(sp.c.z),
+                func.max(case((sp.c.is_spike, 1), else_=0)),
+            )
+            .where(*where)
+            .group_by(sp.c.key, bucket)
+        )
+        frame = self._epoch_frame(query, SERIES_COLUMNS)
+        frame["is_spike"] = frame["is_spike"].astype(bool)
+        return frame
+
+    def _epoch_frame(self, query: Select[Any], columns: tuple[str, ...]) -> pd.DataFrame:
+        """Like ``_frame`` for bucketed queries, whose window_start is epoch seconds."""
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        values = list(zip(*rows, strict=True)) if rows else [()] * len(columns)
+        frame = pd.DataFrame(dict(zip(columns, values, strict=True)))
+        frame["window_start"] = pd.to_datetime(frame["window_start"], unit="s", utc=True)
+        if "window_end" in frame.columns:
+            frame["window_end"] = pd.to_datetime(frame["window_end"], utc=True, format="ISO8601")
+        return frame.sort_values(["key", "window_start"], ignore_index=True)
+
+    def latest_event_time(self) -> datetime | None:
+        """End of the newest closed window: 'last hour' means the last hour of data."""
+        newest = select(func.max(sp.c.window_start)).scalar_subquery()
+        query = select(func.max(sp.c.window_end)).where(sp.c.window_start == newest)
+        with self.store.engine.connect() as conn:
+            return conn.execute(query).scalar_one_or_none()
+
+    def series(
+        self, key: str, start: datetime, end: datetime, max_points: int = SERIES_POINTS
+    ) -> pd.DataFrame:
+        """One key's closed windows whose start lies in [start, end), oldest first."""
+        return self._windows([key], start, end, max_points)
+
+    def ticker_heatmap(
+        self, start: datetime, end: datetime, limit: int, max_points: int = HEATMAP_COLUMNS
+    ) -> tuple[list[str], pd.DataFrame]:
+        """The ``limit`` most active ``ticker:`` keys in the range (by posts), most active
+        first, and their negative share per window or bucket, long format.
+
+        Ranking first and then reading only the chosen keys' windows (a primary-key range
+        each) costs far less than bucketing every ticker's windows and ranking afterwards.
+        """
+        total = func.sum(sp.c.count).label("total")
+        # The prefix test as substr(), not a key range: that steers SQLite to the covering
+        # window_start index (cost grows with the range) instead of every ticker's history.
+        ranking = (
+            select(sp.c.key, total)
+            .where(
+                func.substr(sp.c.key, 1, len("ticker:")) == "ticker:",
+                sp.c.window_start >= start,
+                sp.c.window_start < end,
+            )
+            .group_by(sp.c.key)
+            .order_by(total.desc(), sp.c.key)
+            .limit(limit)
+        )
+        with self.store.engine.connect() as conn:
+            keys = [row.key for row in conn.execute(ranking)]
+        columns = ("key", "window_start", "count", "neg_share")
+        if not keys:
+            return keys, pd.DataFrame({name: [] for name in columns})
+        where = (sp.c.key.in_(keys), sp.c.window_start >= start, sp.c.window_start < end)
+        bucket_s = self.bucket_seconds(start, end, max_points)
+        if bucket_s is None:
+            query = (
+                select(sp.c.key, _raw_time(sp.c.window_start), sp.c.count, sp.c.neg_share)
+                .where(*where)
+                .order_by(sp.c.key, sp.c.window_start)
+            )
+            return keys, self._frame(query, columns)
+        bucket = self._epoch(sp.c.window_start) // bucket_s
+        weight = func.nullif(func.sum(sp.c.count), 0)
+        query = (
+            select(
+                sp.c.key,
+                bucket * bucket_s,
+                func.sum(sp.c.count),
+                func.sum(sp.c.neg_share * sp.c.count) / weight,
+            )
+            .where(*where)
+            .group_by(bucket, sp.c.key)
+        )
+        return keys, self._epoch_frame(query, columns)
+
+    def alerts(
+        self, start: datetime, end: datetime, *, key: str | None = None, limit: int = 50
+    ) -> pd.DataFrame:
+        """Alerts whose window starts in the range, newest first."""
+        conditions = [alerts.c.window_start >= start, alerts.c.window_start < end]
+        if key is not None:
+            conditions.append(alerts.c.key == key)
+        query = (
+            select(
+                *(
+                    _raw_time(alerts.c[n]) if n in TIME_COLUMNS else alerts.c[n]
+                    for n in ALERT_COLUMNS
+                )
+            )
+            .where(*conditions)
+            .order_by(alerts.c.window_start.desc(), alerts.c.id)
+            .limit(limit)
+        )
+        return self._frame(query, ALERT_COLUMNS)
+
+    def alert(self, alert_id: str) -> dict[str, Any] | None:
+        """One alert with its evidence and delivery log, for the alert page."""
+        found = self.store.get_alert(alert_id)
+        if found is None:
+            return None
+        query = (
+            select(
+                deliveries.c.channel,
+                deliveries.c.status,
+                deliveries.c.attempts,
+                deliveries.c.delivered_at,
+            )
+            .where(deliveries.c.alert_id == alert_id)
+            .order_by(deliveries.c.channel)
+        )
+        with self.store.engine.connect() as conn:
+            found["deliveries"] = [dict(row) for row in conn.execute(query).mappings()]
+        return found
+
+    def posts_page(
+        self,
+        key: str,
+        start: datetime,
+        end: datetime,
+        *,
+        filters: PostFilter = PostFilter(),
+        sort: tuple[str, bool] = ("published_at", True),
+        page: int = 0,
+        page_size: int = 25,
+    ) -> PostPage:
+        """One page of a key's posts in the range, filtered and sorted in SQL.
+
+        Newest-first without filters walks the time index and stops after the page, with a
+        separate index-only count. Any filter or other sort has to read every matching row
+        anyway, so the total then comes from the same pass (``count(*) over ()``).
+        """
+        column, descending = sort
+        if column not in SORTABLE:
+            raise QueryError(f"cannot sort posts by {column!r}; choose one of {SORTABLE}")
+        base = _posts_for_key(key, start, end)
+        conditions = _filter_conditions(filters)
+        if conditions:
+            base = base.where(*conditions)
+        order = _sort_column(key, column)
+        ordered = base.order_by(
+            order.desc() if descending else order.asc(),
+            posts.c.id.desc() if descending else posts.c.id.asc(),
+        )
+        if conditions or column != "published_at":
+            one_pass = ordered.add_columns(func.count().over().label("total"))
+            rows = self._frame(
+                one_pass.limit(page_size).offset(page * page_size), (*POST_COLUMNS, "total")
+            )
+            if not rows.empty:
+                total = int(rows["total"].iloc[0])
+                return PostPage(
+                    rows=rows.drop(columns="total"),
+                    total=total,
+                    page=page,
+                    page_size=page_size,
+                    sort=sort,
+                )
+        with self.store.engine.connect() as conn:
+            total = int(
+                conn.execute(base.with_only_columns(func.count()).order_by(None)).scalar_one()
+            )
+        page = max(0, min(page, max(0, -(-total // page_size) - 1)))
+        rows = self._frame(ordered.limit(page_size).offset(page * page_size), POST_COLUMNS)
+        return PostPage(rows=rows, total=total, page=page, page_size=page_size, sort=sort)
+
+    def model_versions(self) -> pd.DataFrame:
+        """The registry, newest first; ``is_current`` marks the version the scorer uses."""
+        columns = ("version", "created_at", "is_current", "metrics", "data_fingerprint")
+        query = select(
+            *(
+                _raw_time(model_versions.c[n]) if n in TIME_COLUMNS else model_versions.c[n]
+                for n in columns
+            )
+        ).order_by(model_versions.c.created_at.desc())
+        return self._frame(query, columns)
+
+    def record_feedback(self, post_id: str, field_name: str, new_label: str, user: str) -> int:
+        """An analyst's correction, through the store (who, when and the old label kept)."""
+        return self.store.add_feedback(post_id, field_name, new_label, user=user)
+
+
+def _raw_time(column: Any) -> Any:
+    """The stored value without SQLAlchemy's per-row conversion; pandas parses it (as UTC)."""
+    return type_coerce(column, String).label(column.name)
+
+
+def _key_prefix(column: Any, prefix: str) -> ColumnElement[bool]:
+    """``column`` starts with ``prefix``, as an index-friendly range (no LIKE)."""
+    upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    return and_(column >= prefix, column < upper)
+
+
+def _posts_for_key(key: str, start: datetime, end: datetime) -> Select[Any]:
+    """Posts of one key in [start, end), each through the index that key can use."""
+    columns = [_raw_time(posts.c[n]) if n in TIME_COLUMNS else posts.c[n] for n in POST_COLUMNS]
+    kind, _, value = key.partition(":")
+    if key == "market":
+        return select(*columns).where(posts.c.published_at >= start, posts.c.published_at < end)
+    if kind == "ticker" and value:
+        return (
+            select(*columns)
+            .select_from(post_tickers.join(posts, posts.c.id == post_tickers.c.post_id))
+            .where(
+                post_tickers.c.ticker == value,
+                post_tickers.c.published_at >= start,
+                post_tickers.c.published_at < end,
+            )
+        )
+    if kind == "topic" and value:
+        return select(*columns).where(
+            posts.c.topic == value, posts.c.published_at >= start, posts.c.published_at < end
+        )
+    if kind == "source" and value:
+        # ``source:reddit`` covers ``reddit`` itself and every ``reddit:<sub>``.
+        return select(*columns).where(
+            or_(posts.c.source == value, _key_prefix(posts.c.source, f"{value}:")),
+            posts.c.published_at >= start,
+            posts.c.published_at < end,
+        )
+    raise QueryError(f"unknown key {key!r}: expected market, ticker:X, topic:X or source:X")
+
+
+def _sort_column(key: str, column: str) -> Any:
+    if column == "published_at" and key.startswith("ticker:"):
+        return post_tickers.c.published_at
+    return posts.c[column]
+
+
+def _filter_conditions(filters: PostFilter) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if filters.sentiment:
+        conditions.append(posts.c.sentiment == filters.sentiment)
+    if filters.topic:
+        conditions.append(posts.c.topic == filters.topic)
+    if filters.source:
+        conditions.append(posts.c.source.icontains(filters.source, autoescape=True))
+    if filters.title:
+        conditions.append(posts.c.title.icontains(filters.title, autoescape=True))
+    return conditions

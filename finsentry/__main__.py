@@ -1,0 +1,5 @@
+"""``python -m finsentry`` is the ``finsentry`` command."""
+
+from finsentry.cli import app
+
+app()

@@ -1,0 +1,35 @@
+"""``finsentry worker``: the Faust stream worker."""
+
+from __future__ import annotations
+
+import typer
+
+
+def worker(
+    loglevel: str = typer.Option("info", help="crit, error, warn, info or debug"),
+) -> None:
+    """Run the stream worker until SIGTERM or Ctrl-C (both stop it cleanly)."""
+    import faust
+    from models.engine import load_engine
+
+    from finsentry.cli_settings import settings_or_exit
+    from finsentry.store import Store
+    from stream.agents import WorkerContext, register_agents
+    from stream.app import create_app, declare_tables, declare_topics
+    from stream.metrics import StreamMetrics
+    from stream.sink import StoreSink
+
+    settings = settings_or_exit()
+    metrics = StreamMetrics()
+    app = create_app(settings)
+    topics = declare_topics(app, settings)
+    tables = declare_tables(app, settings)
+    context = WorkerContext(
+        settings=settings,
+        engine=load_engine(settings),
+        load_engine=lambda path: load_engine(settings, path),
+        sink=StoreSink(Store(settings.database_url), metrics),
+        metrics=metrics,
+    )
+    register_agents(app, topics, tables, context)
+    faust.Worker(app, loglevel=loglevel.upper()).execute_from_commandline()

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from finsentry.schema import Post
+from finsentry.text import fingerprint, normalise_text
+from stream.dedup import Deduplicator
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2024, 5, 1, tzinfo=UTC)
+
+
+def post(pid: str, title: str, minutes: float = 0) -> Post:
+    at = T0 + timedelta(minutes=minutes)
+    return Post(id=pid, source="rss:x", kind="news", published_at=at, received_at=at, title=title)
+
+
+def test_exact_id_then_syndicated_copy_then_new_story() -> None:
+    dedup = Deduplicator({}, horizon_s=3600)
+    assert not dedup.check(post("a", "Apple beats estimates")).is_duplicate
+    assert dedup.check(post("a", "Apple beats estimates")).duplicate_of == "id"
+    copy = post("b", "APPLE beats   estimates! https://t.co/xyz", minutes=5)
+    assert dedup.check(copy).duplicate_of == "fingerprint"
+    assert not dedup.check(post("c", "Apple misses estimates")).is_duplicate
+
+
+def test_copies_outside_the_horizon_are_new() -> None:
+    dedup = Deduplicator({}, horizon_s=600)
+    dedup.check(post("a", "Fed holds rates"))
+    assert not dedup.check(post("b", "Fed holds rates", minutes=11)).is_duplicate
+
+
+def test_prune_forgets_old_entries() -> None:
+    seen: dict[str, float] = {}
+    dedup = Deduplicator(seen, horizon_s=600)
+    dedup.check(post("a", "Fed holds rates"))
+    assert dedup.prune((T0 + timedelta(minutes=20)).timestamp()) == 2
+    assert seen == {}
+
+
+@given(st.text(min_size=1, max_size=80), st.sampled_from(["!!", " -- ", "...", "  "]))
+def test_fingerprint_ignores_spacing_urls_and_punctuation(text: str, noise: str) -> None:
+    noisy = f"  {text}{noise} https://example.com/x?utm=1  "
+    assert fingerprint(noisy) == fingerprint(text)
+
+
+@given(st.from_regex(r"[A-Za-z ]{1,40}", fullmatch=True))
+def test_fingerprint_ignores_case(text: str) -> None:
+    assert fingerprint(text.upper()) == fingerprint(text.lower())
+
+
+def test_normalise_text() -> None:
+    assert normalise_text("  Hello\tWORLD  http://x.y/z ") == "hello world"

@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from finsentry.schema import Alert, Evidence, alert_id
+from stream.spikes import SpikeDetector, SpikeRules
+from stream.windows import ClosedWindow
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2024, 5, 1, tzinfo=UTC)
+RULES = SpikeRules(alpha=0.3, z_threshold=3.0, min_count=5, min_history=3, cooldown_windows=3)
+
+
+def window(n: int, neg_share: float, count: int = 10, key: str = "ticker:AAPL") -> ClosedWindow:
+    start = T0 + timedelta(minutes=5 * n)
+    return ClosedWindow(
+        key=key,
+        window_start=start,
+        window_end=start + timedelta(minutes=5),
+        count=count,
+        mean_score=-neg_share,
+        neg_share=neg_share,
+        evidence=(Evidence(id=f"p{n}", title="bad news", url=None, score=-0.9),),
+        model_version="v1",
+    )
+
+
+def feed(detector: SpikeDetector, shares: list[float], count: int = 10) -> list[Alert]:
+    return [
+        a
+        for n, s in enumerate(shares)
+        if (a := detector.observe(window(n, s, count)).alert) is not None
+    ]
+
+
+def test_calm_history_then_burst_alerts_once_with_evidence() -> None:
+    alerts = feed(SpikeDetector(RULES), [0.1, 0.12, 0.1, 0.11, 0.9, 0.9, 0.95])
+    (alert,) = alerts
+    assert alert.window_start == T0 + timedelta(minutes=20)
+    assert alert.id == alert_id("ticker:AAPL", alert.window_start)
+    assert alert.z >= 3.0 and alert.neg_share == 0.9
+    assert alert.baseline == pytest.approx(0.1, abs=0.02)
+    assert alert.evidence[0].title == "bad news"
+
+
+def test_same_history_without_burst_is_silent() -> None:
+    assert feed(SpikeDetector(RULES), [0.1, 0.12, 0.1, 0.11, 0.1, 0.12, 0.09]) == []
+
+
+def test_cooldown_expires() -> None:
+    shares = [0.1, 0.1, 0.1, 0.9, 0.1, 0.1, 0.1, 0.1, 0.1, 0.95]
+    alerts = feed(SpikeDetector(RULES), shares)
+    assert [a.window_start for a in alerts] == [
+        T0 + timedelta(minutes=15),
+        T0 + timedelta(minutes=45),
+    ]
+
+
+def test_small_windows_and_short_history_never_fire() -> None:
+    assert feed(SpikeDetector(RULES), [0.1, 0.1, 0.1, 0.9], count=4) == []
+    assert feed(SpikeDetector(RULES), [0.1, 0.1, 0.9]) == []  # only 2 earlier windows
+
+
+def test_first_window_has_no_statistic() -> None:
+    verdict = SpikeDetector(RULES).observe(window(0, 0.5))
+    assert verdict.point.z is None and verdict.point.baseline is None
+    assert not verdict.point.is_spike
+
+
+def test_mean_score_metric_fires_on_a_drop() -> None:
+    rules = SpikeRules(metric="mean_score", min_history=3)
+    detector = SpikeDetector(rules)
+    for n, share in enumerate([0.1, 0.1, 0.1]):
+        detector.observe(window(n, share))
+    verdict = detector.observe(window(3, 0.9))
+    assert verdict.alert is not None
+    assert verdict.point.baseline == pytest.approx(-0.1)
+
+
+def test_observing_a_window_again_repeats_the_first_verdict() -> None:
+    state: dict[str, object] = {}
+    detector = SpikeDetector(RULES, state)
+    for n, share in enumerate([0.1, 0.1, 0.1, 0.9]):
+        first = detector.observe(window(n, share))
+    snapshot = dict(state)
+    again = SpikeDetector(RULES, state).observe(window(3, 0.9))
+    assert again == first
+    assert state == snapshot
+
+
+@given(st.lists(st.floats(0, 1), min_size=1, max_size=40))
+def test_z_is_finite_and_keys_are_independent(shares: list[float]) -> None:
+    detector = SpikeDetector(RULES)
+    for n, share in enumerate(shares):
+        point = detector.observe(window(n, share)).point
+        assert point.z is None or abs(point.z) <= 1 / RULES.min_std + 1e-9
+    other = detector.observe(window(0, 0.9, key="ticker:MSFT"))
+    assert other.point.z is None

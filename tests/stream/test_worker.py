@@ -1,0 +1,325 @@
+"""The real worker process on the real broker, with the real model."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+from sqlalchemy import select
+
+from finsentry.config import REPO_ROOT, Settings, load_settings
+from finsentry.schema import DeadLetter, ModelUpdate, Post
+from finsentry.store import Store, signal_points
+from finsentry.text import fingerprint
+from stream.process import WorkerProcess
+from tests.support import wait_until
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2024, 5, 1, tzinfo=UTC)
+HEADLINES = REPO_ROOT / "data" / "fin_news_headlines"
+
+
+def worker_settings(kafka_settings: Settings, tmp_path: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "data_dir": tmp_path / "var",
+        "kafka_bootstrap": kafka_settings.bootstrap_servers,
+        "kafka_topic_prefix": f"w{uuid.uuid4().hex[:8]}.",
+        "kafka_partitions": 1,
+        "store_url": f"sqlite:///{tmp_path / 'store.db'}",
+        "window_size_s": 3600,
+        "allowed_lateness_s": 6 * 3600,
+    }
+    values.update(overrides)
+    return load_settings(**values)
+
+
+@pytest.fixture
+def run_worker(tmp_path: Path) -> Iterator[list[WorkerProcess]]:
+    started: list[WorkerProcess] = []
+    yield started
+    for worker in started:
+        if worker.process is not None and worker.process.poll() is None:
+            worker.kill()
+
+
+def start(settings: Settings, started: list[WorkerProcess], **env: str) -> WorkerProcess:
+    worker = WorkerProcess(settings, settings.data_dir.parent / "worker.log", **env)
+    started.append(worker)
+    worker.start()
+    return worker
+
+
+def unique_headlines(limit: int) -> list[str]:
+    titles: dict[str, str] = {}
+    for name in ("cnbc_headlines.csv", "guardian_headlines.csv"):
+        with (HEADLINES / name).open(encoding="utf-8", newline="") as handle:
+            for row in csv.DictReader(handle):
+                title = " ".join((row.get("Headlines") or "").split())
+                if title:
+                    titles.setdefault(fingerprint(title), title)
+    return list(titles.values())[:limit]
+
+
+def make_post(n: int, title: str, minutes: float, ticker: str = "AAPL") -> Post:
+    return Post(
+        id=f"test:{n}",
+        source="replay:headlines",
+        kind="news",
+        published_at=T0 + timedelta(minutes=minutes),
+        received_at=datetime.now(UTC),
+        title=title,
+        tickers=(ticker,),
+    )
+
+
+def produce(settings: Settings, values: list[bytes], topic: str = "posts") -> None:
+    producer = KafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers, acks="all", max_request_size=8_000_000
+    )
+    try:
+        futures = [producer.send(settings.topic(topic), value=value) for value in values]
+        producer.flush()
+        for future in futures:
+            future.get(timeout=30)  # raises if the broker refused a message
+    finally:
+        producer.close()
+
+
+def stored_ids(settings: Settings) -> dict[str, str]:
+    store = Store(settings.database_url)
+    try:
+        with store.engine.connect() as conn:
+            from finsentry.store import posts
+
+            rows = conn.execute(select(posts.c.id, posts.c.model_version, posts.c.score))
+            return {row.id: row.model_version for row in rows if row.score is not None}
+    finally:
+        store.close()
+
+
+def malformed(count: int) -> list[bytes]:
+    good = json.loads(make_post(0, "x", 0).to_json())
+    bad: list[bytes] = [b"{not json", b"\xff\xfe\x00garbage"]
+    for n in range(count - 3):
+        case = dict(good, id=f"bad:{n}")
+        match n % 3:
+            case 0:
+                del case["published_at"]
+            case 1:
+                case["tickers"] = "AAPL"
+            case _:
+                case["published_at"] = "yesterday"
+        bad.append(json.dumps(case).encode())
+    bad.append(json.dumps(dict(good, id="bad:huge", body="x" * 5_000_000)).encode())
+    return bad
+
+
+def test_two_thousand_posts_with_garbage_and_duplicates(
+    kafka_settings: Settings, tmp_path: Path, run_worker: list[WorkerProcess]
+) -> None:
+    settings = worker_settings(kafka_settings, tmp_path, kafka_partitions=2)
+    titles = unique_headlines(2000)
+    assert len(titles) == 2000
+    posts = [make_post(n, title, minutes=n) for n, title in enumerate(titles)]
+    resent = [post.to_json() for post in posts[:100]]  # exact duplicates
+    syndicated = [  # same story, other id, other case / punctuation / link
+        make_post(10_000 + n, f"{p.title.upper()}!! https://t.co/x{n}", minutes=n + 1).to_json()
+        for n, p in enumerate(posts[100:200])
+    ]
+    bad = malformed(60)
+    values = [p.to_json() for p in posts] + resent + syndicated + bad
+    worker = start(settings, run_worker)
+    produce(settings, values)
+
+    wait_until(lambda: len(stored_ids(settings)) >= len(posts), 600, "every unique post stored")
+    assert set(stored_ids(settings)) == {p.id for p in posts}
+
+    letters = read_topic(settings, "deadletter", len(bad))
+    assert len(letters) == len(bad)
+    reasons = {DeadLetter.from_json(v).reason for v in letters}
+    assert reasons == {"not_json", "undecodable", "invalid", "oversized"}
+    metrics = urllib.request.urlopen(f"{worker.url}/metrics").read().decode()
+    assert 'finsentry_duplicates_total{kind="id"} 100.0' in metrics
+    assert 'finsentry_duplicates_total{kind="fingerprint"} 100.0' in metrics
+    assert f"finsentry_scored_total {float(len(posts))}" in metrics
+    assert "finsentry_consumer_lag{" in metrics
+    assert worker.stop() == 0
+
+
+def read_topic(settings: Settings, topic: str, expected: int) -> list[bytes]:
+    consumer = KafkaConsumer(
+        settings.topic(topic),
+        bootstrap_servers=settings.bootstrap_servers,
+        auto_offset_reset="earliest",
+        group_id=None,
+        consumer_timeout_ms=10_000,
+        fetch_max_bytes=16_000_000,
+        max_partition_fetch_bytes=16_000_000,
+    )
+    values: list[bytes] = []
+    try:
+        for record in consumer:
+            values.append(record.value)
+            if len(values) >= expected:
+                break
+    finally:
+        consumer.close()
+    return values
+
+
+CALM = [
+    "Company reports steady quarterly results in line with expectations",
+    "Shares rise after the company beats earnings estimates",
+    "Company announces new product launch and raises guidance",
+    "Board approves quarterly dividend at the usual rate",
+    "Company opens a new office and hires staff",
+    "Analysts keep their rating unchanged after the meeting",
+]
+BURST = [
+    "ZZZZ shares plunge after fraud investigation and profit warning",
+    "ZZZZ misses estimates badly and cuts full-year guidance",
+    "ZZZZ stock crashes as regulator sues over accounting fraud",
+    "ZZZZ reports heavy losses and announces mass layoffs",
+    "ZZZZ downgraded to sell after revenue collapse",
+    "ZZZZ shares tumble on bankruptcy fears",
+    "ZZZZ suspends dividend after a huge quarterly loss",
+    "ZZZZ faces lawsuit and shares fall sharply",
+]
+
+
+def spike_story(with_burst: bool) -> list[Post]:
+    """Six calm hours for ZZZZ, then (maybe) two hours of bad news, then a calm tail."""
+    story, n = [], 0
+    for hour in range(10):
+        texts = BURST if with_burst and hour in (6, 7) else CALM
+        for k, text in enumerate(texts):
+            story.append(make_post(n, f"{text} ({hour}.{k})", hour * 60 + k, ticker="ZZZZ"))
+            n += 1
+    story.append(make_post(n, "ZZZZ holds its annual meeting", 20 * 60, ticker="ZZZZ"))
+    return story  # the last post moves the watermark past every window above
+
+
+@pytest.mark.parametrize("with_burst", [True, False], ids=["burst", "calm"])
+def test_burst_gives_exactly_one_alert(
+    kafka_settings: Settings, tmp_path: Path, run_worker: list[WorkerProcess], with_burst: bool
+) -> None:
+    settings = worker_settings(kafka_settings, tmp_path)
+    start(settings, run_worker)
+    story = spike_story(with_burst)
+    produce(settings, [p.to_json() for p in story])
+    store = Store(settings.database_url)
+    wait_until(lambda: len(store.signal_series("ticker:ZZZZ")) >= 10, 300, "ten ZZZZ windows")
+    alerts = [a for a in _alerts(store) if a["key"] == "ticker:ZZZZ"]
+    if with_burst:
+        (alert,) = alerts
+        assert alert["window_start"] == T0 + timedelta(hours=6)
+        assert alert["evidence"] and "ZZZZ" in alert["evidence"][0]["title"]
+    else:
+        assert alerts == []
+
+
+def _alerts(store: Store) -> list[dict[str, object]]:
+    from finsentry.store import alerts
+
+    with store.engine.connect() as conn:
+        return [dict(row) for row in conn.execute(select(alerts)).mappings()]
+
+
+def test_crash_and_restart_count_every_post_once(
+    kafka_settings: Settings, tmp_path: Path, run_worker: list[WorkerProcess]
+) -> None:
+    titles = unique_headlines(600)
+    posts = [make_post(n, t, minutes=n * 2) for n, t in enumerate(titles)]
+    values = [p.to_json() for p in posts]
+    fp32 = {"FINSENTRY_MODEL_BACKEND": "fp32"}  # identical scores whatever the batching
+
+    crashed = worker_settings(kafka_settings, tmp_path / "crashed")
+    worker = start(crashed, run_worker, **fp32)
+    produce(crashed, values)
+    wait_until(lambda: len(stored_ids(crashed)) >= 100, 300, "a first part stored")
+    worker.kill()
+    assert len(stored_ids(crashed)) < len(posts), "the kill should land mid-stream"
+    start(crashed, run_worker, **fp32)
+    wait_until(lambda: len(stored_ids(crashed)) >= len(posts), 600, "all posts stored")
+
+    calm = worker_settings(kafka_settings, tmp_path / "uninterrupted")
+    start(calm, run_worker, **fp32)
+    produce(calm, values)
+    wait_until(lambda: len(stored_ids(calm)) >= len(posts), 600, "all posts stored")
+
+    assert set(stored_ids(crashed)) == set(stored_ids(calm)) == {p.id for p in posts}
+    last_window = T0 + timedelta(minutes=2 * len(posts) - 6 * 60 - 60)
+    wait_until(
+        lambda: _points(crashed, last_window) == _points(calm, last_window),
+        120,
+        "signal points of both runs to agree",
+    )
+    assert len(_points(calm, last_window)) > 10
+
+
+def _points(settings: Settings, before: datetime) -> list[tuple[object, ...]]:
+    store = Store(settings.database_url)
+    try:
+        with store.engine.connect() as conn:
+            rows = conn.execute(
+                select(signal_points)
+                .where(signal_points.c.window_start < before)
+                .order_by(signal_points.c.key, signal_points.c.window_start)
+            )
+            return [
+                (
+                    r.key,
+                    r.window_start,
+                    r.count,
+                    round(r.mean_score, 4),
+                    round(r.neg_share, 4),
+                    r.is_spike,
+                )
+                for r in rows
+            ]
+    finally:
+        store.close()
+
+
+def test_hot_swap_between_batches(
+    kafka_settings: Settings, tmp_path: Path, run_worker: list[WorkerProcess]
+) -> None:
+    from models.registry import resolve_model_dir
+
+    settings = worker_settings(kafka_settings, tmp_path)
+    current = resolve_model_dir(settings)
+    candidate = tmp_path / "candidate"
+    shutil.copytree(current, candidate)
+    config = json.loads((candidate / "config.json").read_text())
+    old_version = config["finsentry"]["version"]
+    config["finsentry"]["version"] = "hot-swap-test"
+    (candidate / "config.json").write_text(json.dumps(config))
+
+    worker = start(settings, run_worker)
+    titles = unique_headlines(200)
+    first = [make_post(n, t, minutes=n) for n, t in enumerate(titles[:100])]
+    second = [make_post(100 + n, t, minutes=100 + n) for n, t in enumerate(titles[100:])]
+    produce(settings, [p.to_json() for p in first])
+    update = ModelUpdate(version="hot-swap-test", path=str(candidate))
+    produce(settings, [update.to_json()], topic="model-updates")
+    wait_until(lambda: _health(worker)["model_version"] == "hot-swap-test", 120, "the swap")
+    produce(settings, [p.to_json() for p in second])
+    wait_until(lambda: len(stored_ids(settings)) >= 200, 300, "all 200 posts stored")
+
+    versions = stored_ids(settings)
+    assert len(versions) == 200
+    assert {versions[p.id] for p in second} == {"hot-swap-test"}
+    assert {versions[p.id] for p in first} <= {old_version, "hot-swap-test"}
+
+
+def _health(worker: WorkerProcess) -> dict[str, str]:
+    return json.loads(urllib.request.urlopen(f"{worker.url}/health").read())

@@ -8,6 +8,7 @@ import typer
 
 from finsentry.config import ConfigError, get_settings
 from finsentry.kafka_cli import kafka_app
+from models.cli import classify_command, evaluate_command, models_app, train_command
 
 app = typer.Typer(
     help="finsentry: streaming financial sentiment monitor.",
@@ -15,6 +16,10 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(kafka_app, name="kafka")
+app.add_typer(models_app, name="models")
+app.command("train")(train_command)
+app.command("evaluate")(evaluate_command)
+app.command("classify")(classify_command)
 
 
 @app.command("config")

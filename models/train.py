@@ -50,7 +50,7 @@ class TrainConfig:
     output_dir: Path
     base_model: Path | None = None
     version: str = "finsentry-minilm-v1"
-    epochs: int = 6
+    epochs: int = 3
     max_steps: int | None = None
     batch_size: int = 32
     learning_rate: float = 1e-4

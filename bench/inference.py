@@ -21,18 +21,21 @@ from pathlib import Path
 from typing import Any
 
 N_TEXTS = 2000
-METHODS = ("naive-pipeline", "padded-128", "engine-fp32", "engine-bf16")
+METHODS = ("naive-pipeline", "padded-128", "engine-fp32", "engine-bf16", "engine-int8")
 
 
-def bench_texts() -> tuple[list[str], list[str], list[int]]:
+def bench_texts(n: int = N_TEXTS) -> tuple[list[str], list[str], list[int]]:
     """2,000 (text, task, label) drawn with a fixed seed from the three test splits."""
     from models.evaluate import TASK_OF_SET
     from models.splits import build_splits
 
     test = build_splits().test
-    pool = [(e.text, TASK_OF_SET[name], e.label) for name in
-            ("phrasebank", "twitter_sentiment", "twitter_topic") for e in test[name]]
-    sample = random.Random(7).sample(pool, N_TEXTS)
+    pool = [
+        (e.text, TASK_OF_SET[name], e.label)
+        for name in ("phrasebank", "twitter_sentiment", "twitter_topic")
+        for e in test[name]
+    ]
+    sample = random.Random(7).sample(pool, n)
     return [s[0] for s in sample], [s[1] for s in sample], [s[2] for s in sample]
 
 
@@ -44,7 +47,7 @@ def _accuracy(tasks: list[str], labels: list[int], sentiment: Any, topic: Any) -
     return sum(correct) / len(correct)
 
 
-def run_method(method: str, model_dir: Path, threads: int) -> dict[str, Any]:
+def run_method(method: str, model_dir: Path, threads: int, n: int = N_TEXTS) -> dict[str, Any]:
     """Time one method on the benchmark texts (called in a fresh subprocess)."""
     import numpy as np
     import torch
@@ -52,7 +55,7 @@ def run_method(method: str, model_dir: Path, threads: int) -> dict[str, Any]:
 
     transformers.logging.set_verbosity_error()
     torch.set_num_threads(threads)
-    texts, tasks, labels = bench_texts()
+    texts, tasks, labels = bench_texts(n)
     result: dict[str, Any] = {"method": method}
     if method.startswith("engine-"):
         from models.engine import Engine
@@ -64,7 +67,8 @@ def run_method(method: str, model_dir: Path, threads: int) -> dict[str, Any]:
         sentiment, topic = engine.probabilities(texts)
         seconds = time.perf_counter() - started
         full = {}
-        for name, examples in build_splits().test.items():
+        for name, all_examples in build_splits().test.items():
+            examples = all_examples if n == N_TEXTS else all_examples[:n]
             s, t = engine.probabilities([e.text for e in examples])
             task = TASK_OF_SET[name]
             full[name] = _accuracy([task] * len(examples), [e.label for e in examples], s, t)
@@ -84,8 +88,11 @@ def run_method(method: str, model_dir: Path, threads: int) -> dict[str, Any]:
                 )
 
                 def score(text: str) -> tuple[Any, Any]:
-                    states = extractor(text, return_tensors=True, tokenize_kwargs={
-                        "truncation": True, "max_length": meta.max_length})
+                    states = extractor(
+                        text,
+                        return_tensors=True,
+                        tokenize_kwargs={"truncation": True, "max_length": meta.max_length},
+                    )
                     pooled = states.mean(dim=1)
                     return model.sentiment_head(pooled), model.topic_head(pooled)
 
@@ -99,8 +106,13 @@ def run_method(method: str, model_dir: Path, threads: int) -> dict[str, Any]:
                 started = time.perf_counter()
                 s_parts, t_parts = [], []
                 for i in range(0, len(cleaned), 32):
-                    batch = tokenizer(cleaned[i : i + 32], padding="max_length", truncation=True,
-                                      max_length=128, return_tensors="pt")
+                    batch = tokenizer(
+                        cleaned[i : i + 32],
+                        padding="max_length",
+                        truncation=True,
+                        max_length=128,
+                        return_tensors="pt",
+                    )
                     s, t = model(batch["input_ids"], batch["attention_mask"])
                     s_parts.append(s)
                     t_parts.append(t)
@@ -120,31 +132,48 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--texts", type=int, default=N_TEXTS, help="fewer texts for a dry run")
     parser.add_argument("--method", choices=METHODS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     from models.registry import SHIPPED_DIR
 
     model_dir = args.model or SHIPPED_DIR
     if args.method:
-        print(json.dumps(run_method(args.method, model_dir, args.threads)))
+        print(json.dumps(run_method(args.method, model_dir, args.threads, args.texts)))
         return
     results = []
     for method in METHODS:
         print(f"running {method} ...", file=sys.stderr, flush=True)
         out = subprocess.run(
-            [sys.executable, __file__, "--method", method, "--model", str(model_dir),
-             "--threads", str(args.threads)],
-            check=True, capture_output=True, text=True,
+            [
+                sys.executable,
+                __file__,
+                "--method",
+                method,
+                "--model",
+                str(model_dir),
+                "--threads",
+                str(args.threads),
+                "--texts",
+                str(args.texts),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
         )
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     naive = results[0]["texts_per_s"]
-    print(f"{N_TEXTS} texts, {args.threads} threads, model {model_dir.name}")
-    print(f"{'method':<16}{'texts/s':>9}{'x naive':>9}{'peak RSS MB':>13}{'acc (2000)':>12}"
-          "  full test accuracy (engine)")
+    print(f"{args.texts} texts, {args.threads} threads, model {model_dir.name}")
+    print(
+        f"{'method':<16}{'texts/s':>9}{'x naive':>9}{'peak RSS MB':>13}{'acc (2000)':>12}"
+        "  full test accuracy (engine)"
+    )
     for r in results:
         full = " ".join(f"{k}={v:.4f}" for k, v in r.get("full_test_accuracy", {}).items())
-        print(f"{r['method']:<16}{r['texts_per_s']:>9.1f}{r['texts_per_s'] / naive:>9.2f}"
-              f"{r['peak_rss_mb']:>13.0f}{r['accuracy']:>12.4f}  {full}")
+        print(
+            f"{r['method']:<16}{r['texts_per_s']:>9.1f}{r['texts_per_s'] / naive:>9.2f}"
+            f"{r['peak_rss_mb']:>13.0f}{r['accuracy']:>12.4f}  {full}"
+        )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 

@@ -109,7 +109,7 @@ class Settings(BaseSettings):
     model_batch_size: int = Field(default=64, ge=1, le=4096)
     # models/ engine: numeric backend ("auto" picks bf16 on CUDA or on CPUs with native bf16)
     # and the most windows scored for one long text (see models/engine.py).
-    model_backend: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    model_backend: Literal["auto", "fp32", "bf16", "fp16", "int8"] = "auto"
     model_max_chunks: int = Field(default=64, ge=1, le=100_000)
 
     # Event-time windows and spike detection.

@@ -41,13 +41,14 @@ def write_model_card(model_dir: Path, metrics: dict[str, Any]) -> None:
         f"| {name} | {c['train']} | {c['validation']} | {c['test']} | {c['leaks_removed']} |"
         for name, c in splits.items()
     )
-    card = f"""# {metrics['version']}: finsentry topic + sentiment model
+    card = f"""# {metrics["version"]}: finsentry topic + sentiment model
 
 One all-MiniLM-L6-v2 encoder (6 layers, 384 hidden, 22.7M parameters; Apache-2.0) with two
 linear heads over mean-pooled token states: sentiment (negative / neutral / positive) and
 topic (the 20 topics of Twitter Financial News topic). Weights are fp16 safetensors;
 `config.json` holds both label maps and the calibration temperatures
-(sentiment T = {metrics['temperatures']['sentiment']}, topic T = {metrics['temperatures']['topic']}).
+(sentiment T = {metrics["temperatures"]["sentiment"]},
+topic T = {metrics["temperatures"]["topic"]}).
 
 ## Data and licences
 - Financial PhraseBank v1.0 (Malo et al., 2014), **CC BY-NC-SA 3.0**: non-commercial use
@@ -55,7 +56,7 @@ topic (the 20 topics of Twitter Financial News topic). Weights are fp16 safetens
 - Twitter Financial News sentiment and topic (zeroshot, Hugging Face), MIT; tweet text
   under Twitter/X terms.
 
-## Splits (seed {config['seed']}, see data/SPLITS.md)
+## Splits (seed {config["seed"]}, see data/SPLITS.md)
 PhraseBank's 50Agree pool split 80/10/10 by unique normalised sentence, stratified;
 Twitter validation is 10 % of the published train file; the published valid files are the
 test sets. Validation and test rows whose normalised text occurs in training (or, for
@@ -72,19 +73,19 @@ ECE: 15-bin expected calibration error of the predicted class, before and after
 temperature scaling fitted on validation.
 
 ## Training
-{training['steps']} steps, {training['epochs_run']} epoch(s), best epoch
-{training['best_epoch']} by mean validation accuracy; batch {config['batch_size']},
-lr {config['learning_rate']} (linear warm-up {config['warmup_ratio']}, linear decay),
-max length {config['max_length']}, word embeddings frozen: {config['freeze_embeddings']}.
-{training['seconds'] / 60:.1f} minutes on {training['hardware']}.
-Data fingerprint `{metrics['data_fingerprint'][:16]}…`. Reproduce with `finsentry train`.
+{training["steps"]} steps, {training["epochs_run"]} epoch(s), best epoch
+{training["best_epoch"]} by mean validation accuracy; batch {config["batch_size"]},
+lr {config["learning_rate"]} (linear warm-up {config["warmup_ratio"]}, linear decay),
+max length {config["max_length"]}, word embeddings frozen: {config["freeze_embeddings"]}.
+{training["seconds"] / 60:.1f} minutes on {training["hardware"]}.
+Data fingerprint `{metrics["data_fingerprint"][:16]}…`. Reproduce with `finsentry train`.
 
 ## Intended use and limits
 Scoring short English financial news headlines and posts for a monitoring dashboard, where
 aggregates over many posts matter more than any single verdict. Not investment advice.
 - Trained on 2004-2011 Nordic business news and 2020-2022 finance tweets: newer jargon,
   other markets and long articles are out of distribution. Texts longer than
-  {config['max_length']} tokens are scored in chunks whose probabilities are averaged.
+  {config["max_length"]} tokens are scored in chunks whose probabilities are averaged.
 - Non-English text gets a verdict, but a meaningless one.
 - Sarcasm, hedged language and mixed news (good for one company, bad for another) are weak.
 """

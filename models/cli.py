@@ -9,14 +9,15 @@ import csv
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
 from finsentry.config import get_settings, load_settings
 
-models_app = typer.Typer(help="The model registry: versions, metrics, the current one.",
-                         no_args_is_help=True)
+models_app = typer.Typer(
+    help="The model registry: versions, metrics, the current one.", no_args_is_help=True
+)
 
 ModelOption = Annotated[
     Path | None,
@@ -39,9 +40,13 @@ def _model_dir(model: Path | None) -> Path:
 
 def train_command(
     output: Annotated[Path | None, typer.Option(help="Model directory to write.")] = None,
-    base_model: Annotated[Path | None, typer.Option(help="HF encoder dir (default MiniLM).")] = None,
-    version: Annotated[str, typer.Option(help="Version name of the new model.")] = "finsentry-minilm-v1",
-    epochs: Annotated[int, typer.Option(min=1)] = 3,
+    base_model: Annotated[
+        Path | None, typer.Option(help="HF encoder dir (default MiniLM).")
+    ] = None,
+    version: Annotated[
+        str, typer.Option(help="Version name of the new model.")
+    ] = "finsentry-minilm-v1",
+    epochs: Annotated[int, typer.Option(min=1)] = 2,
     max_steps: Annotated[int | None, typer.Option(min=1)] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     learning_rate: Annotated[float, typer.Option("--lr")] = 1e-4,
@@ -59,9 +64,14 @@ def train_command(
     settings = get_settings()
     config = TrainConfig(
         output_dir=output or settings.data_dir / "models" / version,
-        base_model=base_model, version=version, epochs=epochs, max_steps=max_steps,
-        batch_size=batch_size, learning_rate=learning_rate,
-        seed=SEED if seed is None else seed, device=device,
+        base_model=base_model,
+        version=version,
+        epochs=epochs,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=SEED if seed is None else seed,
+        device=device,
     )
     result = train(config, resume=resume)
     _print_table(result.metrics["test"], f"{version}: test")
@@ -71,7 +81,9 @@ def train_command(
         store = Store(settings.database_url)
         Registry(store).register(result.model_dir)
         store.close()
-        typer.echo(f"registered {version}; make it current with `finsentry models promote {version}`")
+        typer.echo(
+            f"registered {version}; make it current with `finsentry models promote {version}`"
+        )
 
 
 def evaluate_command(
@@ -82,25 +94,28 @@ def evaluate_command(
 ) -> None:
     """Accuracy, macro-F1, confusion matrices and ECE per dataset; table and JSON report."""
     _quiet_transformers()
-    import torch
-
     from models.evaluate import evaluate_sets
     from models.network import load_model
     from models.splits import build_splits
+    from models.train import resolve_device
 
     if split not in ("test", "validation"):
         raise typer.BadParameter(f"split must be test or validation, got {split!r}")
     model_dir = _model_dir(model)
     network, tokenizer, meta = load_model(model_dir)
-    network.to(torch.device("cpu" if device == "auto" and not torch.cuda.is_available() else
-                            "cuda" if device == "auto" else device))
+    network.to(resolve_device(device))
     splits = build_splits()
     results = evaluate_sets(network, tokenizer, meta, getattr(splits, split))
     _print_table(results, f"{meta.version}: {split}")
     path = report or get_settings().data_dir / "reports" / f"evaluation-{meta.version}-{split}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"model": str(model_dir), "version": meta.version, "split": split,
-               "temperatures": meta.temperatures, "results": results}
+    payload = {
+        "model": str(model_dir),
+        "version": meta.version,
+        "split": split,
+        "temperatures": meta.temperatures,
+        "results": results,
+    }
     path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     typer.echo(f"report: {path}")
 
@@ -113,8 +128,14 @@ def _print_table(results: dict[str, dict[str, Any]], title: str) -> None:
     for column in ("data set", "n", "accuracy", "macro-F1", "ECE", "ECE after T"):
         table.add_column(column, justify="left" if column == "data set" else "right")
     for name, r in results.items():
-        table.add_row(name, str(r["n"]), f"{r['accuracy']:.4f}", f"{r['macro_f1']:.4f}",
-                      f"{r['ece']:.4f}", f"{r['ece_calibrated']:.4f}")
+        table.add_row(
+            name,
+            str(r["n"]),
+            f"{r['accuracy']:.4f}",
+            f"{r['macro_f1']:.4f}",
+            f"{r['ece']:.4f}",
+            f"{r['ece_calibrated']:.4f}",
+        )
     Console().print(table)
 
 
@@ -125,7 +146,9 @@ def classify_command(
     text_column: Annotated[str, typer.Option(help="Text field/column of the input.")] = "text",
     batch_size: Annotated[int | None, typer.Option(min=1)] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
-    backend: Annotated[str | None, typer.Option(help="auto, fp32, bf16 or fp16.")] = None,
+    backend: Annotated[
+        str | None, typer.Option(help="auto, fp32, bf16, fp16 (CUDA) or int8 (CPU).")
+    ] = None,
     model: ModelOption = None,
 ) -> None:
     """Score texts given as arguments (prints a table) or a file (writes JSONL)."""
@@ -158,9 +181,19 @@ def _print_verdicts(texts: list[str], verdicts: list[Any]) -> None:
         table.add_column(column)
     for text, v in zip(texts, verdicts, strict=True):
         short = text if len(text) <= 70 else text[:67] + "..."
-        table.add_row(short, v["sentiment"], f"{v['score']:+.3f}", v["topic"],
-                      f"{v['topic_probs'][v['topic']]:.2f}")
+        table.add_row(
+            short,
+            v["sentiment"],
+            f"{v['score']:+.3f}",
+            v["topic"],
+            f"{v['topic_probs'][v['topic']]:.2f}",
+        )
     Console().print(table)
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
 
 
 def _read_rows(path: Path, text_column: str) -> Iterator[dict[str, Any]]:
@@ -169,7 +202,7 @@ def _read_rows(path: Path, text_column: str) -> Iterator[dict[str, Any]]:
         if path.suffix.lower() == ".csv":
             reader = csv.DictReader(handle)
             if reader.fieldnames is None or text_column not in reader.fieldnames:
-                raise typer.BadParameter(f"{path}: no column {text_column!r}")
+                _fail(f"{path}: no column {text_column!r}")
             yield from reader
             return
         for number, line in enumerate(handle, 1):
@@ -178,9 +211,9 @@ def _read_rows(path: Path, text_column: str) -> Iterator[dict[str, Any]]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise typer.BadParameter(f"{path}:{number}: not JSON: {exc}") from exc
+                _fail(f"{path}:{number}: not JSON: {exc}")
             if not isinstance(row, dict):
-                raise typer.BadParameter(f"{path}:{number}: expected a JSON object")
+                _fail(f"{path}:{number}: expected a JSON object")
             yield row
 
 
@@ -214,8 +247,12 @@ def list_versions() -> None:
     """Registered versions, their test accuracy, and which one is current."""
     for row in _registry_call(lambda r: r.versions()):
         mark = "*" if row["is_current"] else " "
-        accs = ", ".join(f"{k} {v['accuracy']:.3f}" for k, v in row["metrics"].get("test", {}).items())
-        typer.echo(f"{mark} {row['version']}  {row['created_at']:%Y-%m-%d %H:%M}  {row['path']}  {accs}")
+        accs = ", ".join(
+            f"{k} {v['accuracy']:.3f}" for k, v in row["metrics"].get("test", {}).items()
+        )
+        typer.echo(
+            f"{mark} {row['version']}  {row['created_at']:%Y-%m-%d %H:%M}  {row['path']}  {accs}"
+        )
 
 
 @models_app.command("show")

@@ -109,7 +109,9 @@ def _read_phrasebank_file(data_dir: Path, level: str) -> list[tuple[str, str]]:
 
 def load_twitter_sentiment(split: str, data_dir: Path = DATA_DIR) -> list[Example]:
     """``split`` is ``train`` or ``valid`` (the published validation file, our test set)."""
-    rows = _read_csv(data_dir / "twitter_fin_sentiment" / f"sent_{split}.csv", len(TWITTER_SENTIMENT))
+    rows = _read_csv(
+        data_dir / "twitter_fin_sentiment" / f"sent_{split}.csv", len(TWITTER_SENTIMENT)
+    )
     return [
         Example(text, SENTIMENT_ID[TWITTER_SENTIMENT[label]], IGNORE, "twitter_sentiment")
         for text, label in rows

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,16 +26,16 @@ from typing import Final, Literal, TypedDict
 import numpy as np
 import torch
 
+from finsentry.config import Settings
 from models.batching import pad, sorted_batches
 from models.calibrate import softmax
 from models.data import clean
-from finsentry.config import Settings
 from models.network import load_model
 
 log = logging.getLogger(__name__)
 
-Backend = Literal["auto", "fp32", "bf16", "fp16"]
-BACKENDS: Final = ("fp32", "bf16", "fp16")
+Backend = Literal["auto", "fp32", "bf16", "fp16", "int8"]
+BACKENDS: Final = ("fp32", "bf16", "fp16", "int8")
 TOP_TOPICS: Final = 3
 
 
@@ -55,7 +56,9 @@ class EmptyTextError(ValueError):
 
 def cpu_supports_bf16() -> bool:
     """True where oneDNN has native bf16 kernels (AVX512-BF16 or AMX), so bf16 is fast."""
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return bool(
+        torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    )
 
 
 def pick_backend(device: torch.device, backend: Backend) -> str:
@@ -66,7 +69,9 @@ def pick_backend(device: torch.device, backend: Backend) -> str:
     """
     if backend != "auto":
         if backend == "fp16" and device.type == "cpu":
-            raise ValueError("backend fp16 needs CUDA; use fp32 or bf16 on CPU")
+            raise ValueError("backend fp16 needs CUDA; use fp32, bf16 or int8 on CPU")
+        if backend == "int8" and device.type != "cpu":
+            raise ValueError("backend int8 (dynamic quantisation) runs on CPU only")
         return backend
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
@@ -91,9 +96,11 @@ class Engine:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
         self.backend = pick_backend(self.device, backend)
-        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.backend]
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.backend, torch.float32)
         self.model_dir = model_dir
         self.model, self.tokenizer, self.meta = load_model(model_dir, dtype=dtype)
+        if self.backend == "int8":
+            _quantise(self.model)
         self.model.to(self.device)
         self.batch_size = batch_size
         self.max_chunks = max_chunks
@@ -154,8 +161,15 @@ class Engine:
             sentiment_logits[batch] = s_logits.float().cpu().numpy()
             topic_logits[batch] = t_logits.float().cpu().numpy()
         return (
-            _combine(softmax(sentiment_logits, self.meta.temperatures["sentiment"]), owner, lengths, len(texts)),
-            _combine(softmax(topic_logits, self.meta.temperatures["topic"]), owner, lengths, len(texts)),
+            _combine(
+                softmax(sentiment_logits, self.meta.temperatures["sentiment"]),
+                owner,
+                lengths,
+                len(texts),
+            ),
+            _combine(
+                softmax(topic_logits, self.meta.temperatures["topic"]), owner, lengths, len(texts)
+            ),
         )
 
     def _windows(self, tokens: list[int]) -> list[list[int]]:
@@ -164,14 +178,20 @@ class Engine:
         starts = list(range(0, len(tokens) - self.window + self.stride, self.stride))
         starts[-1] = len(tokens) - self.window
         if len(starts) > self.max_chunks:
-            log.info("text of %d tokens: scoring %d of %d windows spread over it",
-                     len(tokens), self.max_chunks, len(starts))
+            log.info(
+                "text of %d tokens: scoring %d of %d windows spread over it",
+                len(tokens),
+                self.max_chunks,
+                len(starts),
+            )
             picks = np.linspace(0, len(starts) - 1, self.max_chunks).round().astype(int)
             starts = [starts[i] for i in picks]
         return [tokens[start : start + self.window] for start in starts]
 
     def _verdict(self, sentiment: np.ndarray, topic: np.ndarray) -> Verdict:
-        sentiment_probs = {name: float(p) for name, p in zip(self.meta.sentiment_labels, sentiment, strict=True)}
+        sentiment_probs = {
+            name: float(p) for name, p in zip(self.meta.sentiment_labels, sentiment, strict=True)
+        }
         top = np.argsort(-topic)[:TOP_TOPICS]
         score = sentiment_probs["positive"] - sentiment_probs["negative"]
         return Verdict(
@@ -181,6 +201,17 @@ class Engine:
             topic=self.meta.topic_labels[int(top[0])],
             topic_probs={self.meta.topic_labels[int(i)]: float(topic[i]) for i in top},
             model_version=self.meta.version,
+        )
+
+
+def _quantise(model: torch.nn.Module) -> None:
+    """Dynamic int8 quantisation of the encoder's linear layers (weights int8, activations
+    quantised per batch); the heads stay fp32. torch marks the eager API deprecated in
+    favour of torchao, which is not installed here; the warning says only that."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.ao.quantization.quantize_dynamic(
+            model.encoder, {torch.nn.Linear}, dtype=torch.qint8, inplace=True
         )
 
 

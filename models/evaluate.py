@@ -32,6 +32,7 @@ def predict_logits(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Logits of both heads for each text (truncated to ``max_length``), in input order."""
     was_training = model.training
+    device = next(model.parameters()).device
     model.eval()
     ids = tokenizer([clean(text) for text in texts], truncation=True, max_length=max_length)[
         "input_ids"
@@ -40,9 +41,9 @@ def predict_logits(
     topic = np.zeros((len(texts), len(model.topic_head.weight)), dtype=np.float32)
     for batch in sorted_batches([len(i) for i in ids], batch_size):
         input_ids, mask = pad([ids[i] for i in batch], tokenizer.pad_token_id)
-        sentiment_logits, topic_logits = model(input_ids, mask)
-        sentiment[batch] = sentiment_logits.numpy()
-        topic[batch] = topic_logits.numpy()
+        sentiment_logits, topic_logits = model(input_ids.to(device), mask.to(device))
+        sentiment[batch] = sentiment_logits.float().cpu().numpy()
+        topic[batch] = topic_logits.float().cpu().numpy()
     model.train(was_training)
     return sentiment, topic
 
@@ -92,7 +93,10 @@ def evaluate_sets(
         logits = sentiment if task == "sentiment" else topic
         labels = np.array([e.label for e in examples], dtype=np.int64)
         names = meta.sentiment_labels if task == "sentiment" else meta.topic_labels
-        results[name] = {"task": task, **task_metrics(logits, labels, meta.temperatures[task], names)}
+        results[name] = {
+            "task": task,
+            **task_metrics(logits, labels, meta.temperatures[task], names),
+        }
     return results
 
 
@@ -108,7 +112,9 @@ def collect_logits(
         if name == "phrasebank_allagree":
             continue
         task = TASK_OF_SET[name]
-        sentiment, topic = predict_logits(model, tokenizer, [e.text for e in examples], meta.max_length)
+        sentiment, topic = predict_logits(
+            model, tokenizer, [e.text for e in examples], meta.max_length
+        )
         logits_list, labels_list = pooled.setdefault(task, ([], []))
         logits_list.append(sentiment if task == "sentiment" else topic)
         labels_list.append(np.array([e.label for e in examples], dtype=np.int64))

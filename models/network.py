@@ -53,9 +53,7 @@ class ModelMeta:
     sentiment_labels: list[str] = field(default_factory=lambda: list(SENTIMENTS))
     topic_labels: list[str] = field(default_factory=lambda: list(TOPICS))
     max_length: int = 128
-    temperatures: dict[str, float] = field(
-        default_factory=lambda: {"sentiment": 1.0, "topic": 1.0}
-    )
+    temperatures: dict[str, float] = field(default_factory=lambda: {"sentiment": 1.0, "topic": 1.0})
     base_model: str = "all-MiniLM-L6-v2"
 
 

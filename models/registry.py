@@ -25,7 +25,11 @@ class RegistryError(LookupError):
 
 def _stored_path(model_dir: Path) -> str:
     resolved = model_dir.resolve()
-    return str(resolved.relative_to(REPO_ROOT)) if resolved.is_relative_to(REPO_ROOT) else str(resolved)
+    return (
+        str(resolved.relative_to(REPO_ROOT))
+        if resolved.is_relative_to(REPO_ROOT)
+        else str(resolved)
+    )
 
 
 def _real_path(stored: str) -> Path:
@@ -49,8 +53,10 @@ class Registry:
         self.store.register_model_version(
             meta.version,
             _stored_path(model_dir),
-            metrics={"test": _headline(metrics.get("test", {})),
-                     "temperatures": metrics.get("temperatures", {})},
+            metrics={
+                "test": _headline(metrics.get("test", {})),
+                "temperatures": metrics.get("temperatures", {}),
+            },
             data_fingerprint=str(metrics.get("data_fingerprint", "unknown")),
             training_config=dict(metrics.get("training_config", {})),
         )
@@ -90,7 +96,9 @@ class Registry:
 
 def _headline(test: dict[str, Any]) -> dict[str, Any]:
     """Accuracy and macro-F1 per test set: what a version listing needs, not the matrices."""
-    return {name: {"accuracy": r["accuracy"], "macro_f1": r["macro_f1"]} for name, r in test.items()}
+    return {
+        name: {"accuracy": r["accuracy"], "macro_f1": r["macro_f1"]} for name, r in test.items()
+    }
 
 
 def resolve_model_dir(settings: Settings) -> Path:

@@ -50,7 +50,7 @@ class TrainConfig:
     output_dir: Path
     base_model: Path | None = None
     version: str = "finsentry-minilm-v1"
-    epochs: int = 3
+    epochs: int = 2
     max_steps: int | None = None
     batch_size: int = 32
     learning_rate: float = 1e-4
@@ -99,8 +99,14 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _loss(model: MultiTaskModel, batch: list[Example], ids: list[list[int]], pad_id: int,
-          device: torch.device, autocast: bool) -> torch.Tensor:
+def _loss(
+    model: MultiTaskModel,
+    batch: list[Example],
+    ids: list[list[int]],
+    pad_id: int,
+    device: torch.device,
+    autocast: bool,
+) -> torch.Tensor:
     input_ids, mask = pad(ids, pad_id)
     sentiment = torch.tensor([e.sentiment for e in batch], device=device)
     topic = torch.tensor([e.topic for e in batch], device=device)
@@ -141,8 +147,15 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
     )
     state_dir = config.output_dir / STATE_DIR
     state: dict[str, Any] = {
-        "epoch": 0, "next_batch": 0, "step": 0, "best_score": -1.0, "best_epoch": -1,
-        "bad_epochs": 0, "history": [], "losses": [], "seconds": 0.0,
+        "epoch": 0,
+        "next_batch": 0,
+        "step": 0,
+        "best_score": -1.0,
+        "best_epoch": -1,
+        "bad_epochs": 0,
+        "history": [],
+        "losses": [],
+        "seconds": 0.0,
     }
     if resume and (state_dir / "state.pt").is_file():
         saved = torch.load(state_dir / "state.pt", map_location=device, weights_only=False)
@@ -157,8 +170,12 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
     def save_state() -> None:
         state_dir.mkdir(parents=True, exist_ok=True)
         state["seconds"] = elapsed_before + time.monotonic() - started
-        payload = {"model": model.state_dict(), "optimiser": optimiser.state_dict(),
-                   "scheduler": scheduler.state_dict(), "progress": state}
+        payload = {
+            "model": model.state_dict(),
+            "optimiser": optimiser.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "progress": state,
+        }
         torch.save(payload, state_dir / "state.pt.tmp")
         (state_dir / "state.pt.tmp").replace(state_dir / "state.pt")
 
@@ -169,14 +186,24 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
         batches = bucketed_batches(lengths, config.batch_size, random.Random(config.seed + epoch))
         torch.manual_seed(config.seed + epoch * 100_003 + state["next_batch"])
         model.train()
-        bar = tqdm(total=len(batches), initial=state["next_batch"], desc=f"epoch {epoch + 1}",
-                   mininterval=5.0)
+        bar = tqdm(
+            total=len(batches),
+            initial=state["next_batch"],
+            desc=f"epoch {epoch + 1}",
+            mininterval=5.0,
+        )
         for index in range(state["next_batch"], len(batches)):
             if state["step"] >= total_steps:
                 break
             batch = [splits.train[i] for i in batches[index]]
-            loss = _loss(model, batch, [train_ids[i] for i in batches[index]],
-                         tokenizer.pad_token_id, device, autocast)
+            loss = _loss(
+                model,
+                batch,
+                [train_ids[i] for i in batches[index]],
+                tokenizer.pad_token_id,
+                device,
+                autocast,
+            )
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimiser.step()
@@ -200,37 +227,53 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
 
 def _optimiser(model: MultiTaskModel, config: TrainConfig) -> torch.optim.Optimizer:
     decay, no_decay = [], []
-    for name, parameter in model.named_parameters():
+    for parameter in model.parameters():
         if parameter.requires_grad:
             (no_decay if parameter.ndim == 1 else decay).append(parameter)
     return torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.weight_decay},
-         {"params": no_decay, "weight_decay": 0.0}],
+        [
+            {"params": decay, "weight_decay": config.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
         lr=config.learning_rate,
     )
 
 
-def _end_epoch(model: MultiTaskModel, tokenizer: Any, meta: ModelMeta, splits: Splits,
-               state: dict[str, Any], config: TrainConfig) -> None:
+def _end_epoch(
+    model: MultiTaskModel,
+    tokenizer: Any,
+    meta: ModelMeta,
+    splits: Splits,
+    state: dict[str, Any],
+    config: TrainConfig,
+) -> None:
     """Validate, keep the best weights so far, and count epochs without a gain."""
     results = evaluate_sets(model, tokenizer, meta, splits.validation)
     score = float(np.mean([results[name]["accuracy"] for name in SELECTION_SETS]))
     accuracies = {name: round(r["accuracy"], 4) for name, r in results.items()}
-    state["history"].append({"epoch": state["epoch"] + 1, "step": state["step"],
-                             "validation_accuracy": accuracies, "score": round(score, 4)})
+    state["history"].append(
+        {
+            "epoch": state["epoch"] + 1,
+            "step": state["step"],
+            "validation_accuracy": accuracies,
+            "score": round(score, 4),
+        }
+    )
     print(f"epoch {state['epoch'] + 1}: validation {json.dumps(accuracies)} score {score:.4f}")
     if score > state["best_score"]:
         state.update(best_score=score, best_epoch=state["epoch"] + 1, bad_epochs=0)
-        save_model(model, tokenizer, meta, config.output_dir / STATE_DIR / "best",
-                   dtype=torch.float32)
+        save_model(
+            model, tokenizer, meta, config.output_dir / STATE_DIR / "best", dtype=torch.float32
+        )
     else:
         state["bad_epochs"] += 1
     state["epoch"] += 1
     state["next_batch"] = 0
 
 
-def _finish(config: TrainConfig, splits: Splits, state: dict[str, Any], seconds: float,
-            device: torch.device) -> TrainResult:
+def _finish(
+    config: TrainConfig, splits: Splits, state: dict[str, Any], seconds: float, device: torch.device
+) -> TrainResult:
     """Calibrate the best weights on validation, test them, write the model directory."""
     model, tokenizer, meta = load_model(config.output_dir / STATE_DIR / "best")
     for task, (logits, labels) in collect_logits(model, tokenizer, meta, splits.validation).items():

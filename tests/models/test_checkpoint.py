@@ -22,7 +22,13 @@ SAMPLE = 300
 
 def test_checkpoint_files_and_label_maps() -> None:
     names = {p.name for p in SHIPPED_DIR.iterdir()}
-    assert {"model.safetensors", "config.json", "tokenizer.json", "metrics.json", "README.md"} <= names
+    assert {
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "metrics.json",
+        "README.md",
+    } <= names
     meta = read_meta(SHIPPED_DIR)
     assert meta.version == SHIPPED_VERSION
     assert (tuple(meta.sentiment_labels), tuple(meta.topic_labels)) == (SENTIMENTS, TOPICS)
@@ -40,5 +46,7 @@ def test_accuracy_on_a_fixed_test_sample_meets_the_floor(
     verdicts = engine.classify([e.text for e in sample])
     labels = SENTIMENTS if TASK_OF_SET[name] == "sentiment" else TOPICS
     key = "sentiment" if TASK_OF_SET[name] == "sentiment" else "topic"
-    accuracy = sum(v[key] == labels[e.label] for v, e in zip(verdicts, sample, strict=True)) / len(sample)
+    accuracy = sum(v[key] == labels[e.label] for v, e in zip(verdicts, sample, strict=True)) / len(
+        sample
+    )
     assert accuracy >= FLOORS[name], f"{name}: {accuracy:.3f} < floor {FLOORS[name]}"

@@ -48,12 +48,14 @@ def test_output_order_follows_input_order(engine: Engine) -> None:
 def test_verdict_validates_as_a_scored_post(engine: Engine) -> None:
     verdict = engine.classify([TEXTS[1]])[0]
     now = datetime.now(UTC)
-    post = Post(id="t:1", source="webhook", kind="social", published_at=now, received_at=now,
-                title=TEXTS[1])
+    post = Post(
+        id="t:1", source="webhook", kind="social", published_at=now, received_at=now, title=TEXTS[1]
+    )
     scored = ScoredPost.from_post(post, **verdict)
     assert scored.topic in TOPICS and len(scored.topic_probs) == 3
-    assert scored.score == pytest.approx(verdict["sentiment_probs"]["positive"]
-                                         - verdict["sentiment_probs"]["negative"])
+    assert scored.score == pytest.approx(
+        verdict["sentiment_probs"]["positive"] - verdict["sentiment_probs"]["negative"]
+    )
     assert scored.model_version == engine.version
 
 
@@ -83,8 +85,15 @@ def test_megabyte_text_is_scored_within_the_window_budget(engine: Engine) -> Non
 
 @pytest.mark.parametrize(
     "text",
-    ["🚀🚀🚀", "📉", "Die Aktie fiel nach der Gewinnwarnung um 10 Prozent.", "株価が急落した",
-     "https://t.co/only-a-link", "a", "$$$ !!!"],
+    [
+        "🚀🚀🚀",
+        "📉",
+        "Die Aktie fiel nach der Gewinnwarnung um 10 Prozent.",
+        "株価が急落した",
+        "https://t.co/only-a-link",
+        "a",
+        "$$$ !!!",
+    ],
 )
 def test_odd_but_non_empty_inputs_get_a_valid_verdict(engine: Engine, text: str) -> None:
     verdict = engine.classify([text])[0]
@@ -94,7 +103,9 @@ def test_odd_but_non_empty_inputs_get_a_valid_verdict(engine: Engine, text: str)
 
 
 @pytest.mark.parametrize("text", ["", "   ", "\n\t "])
-def test_empty_or_blank_text_is_a_clear_error_naming_its_position(engine: Engine, text: str) -> None:
+def test_empty_or_blank_text_is_a_clear_error_naming_its_position(
+    engine: Engine, text: str
+) -> None:
     with pytest.raises(EmptyTextError, match=r"position\(s\) \[1\]"):
         engine.classify(["fine", text])
 

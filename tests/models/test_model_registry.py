@@ -57,11 +57,13 @@ def test_register_and_promote_switch_the_current_version(store: Store, tmp_path:
     assert [r["is_current"] for r in registry.versions()] == [False, True]
 
 
-def test_unknown_version_and_untrained_directory_are_clear_errors(store: Store, tmp_path: Path) -> None:
+def test_unknown_version_and_untrained_directory_are_clear_errors(
+    store: Store, tmp_path: Path
+) -> None:
     registry = Registry(store)
     with pytest.raises(RegistryError, match="no model version 'nope'"):
         registry.promote("nope")
-    with pytest.raises(ModelDirError, match="no config.json"):
+    with pytest.raises(ModelDirError, match=r"no config\.json"):
         registry.register(tmp_path)
 
 

@@ -16,12 +16,23 @@ from models.network import load_model, load_tokenizer, save_model
 from models.train import STATE_DIR, TrainConfig, TrainResult, train
 
 pytestmark = pytest.mark.unit
-TEXTS = ["Operating profit rose to EUR 13.1 mn", "$AAPL falls after guidance cut", "Fed holds rates"]
+TEXTS = [
+    "Operating profit rose to EUR 13.1 mn",
+    "$AAPL falls after guidance cut",
+    "Fed holds rates",
+]
 
 
 def _config(out: Path, **changes: object) -> TrainConfig:
-    settings = dict(output_dir=out, epochs=2, batch_size=16, learning_rate=3e-4,
-                    limit_per_dataset=48, checkpoint_every=4, threads=None)
+    settings = dict(
+        output_dir=out,
+        epochs=2,
+        batch_size=16,
+        learning_rate=3e-4,
+        limit_per_dataset=48,
+        checkpoint_every=4,
+        threads=1,
+    )
     settings.update(changes)
     return TrainConfig(**settings)  # type: ignore[arg-type]
 
@@ -40,9 +51,19 @@ def test_loss_falls(smoke: TrainResult) -> None:
 
 def test_model_directory_is_complete(smoke: TrainResult) -> None:
     names = {p.name for p in smoke.model_dir.iterdir()}
-    assert {"model.safetensors", "config.json", "tokenizer.json", "metrics.json", "README.md"} <= names
-    assert set(smoke.metrics["test"]) == {"phrasebank", "phrasebank_allagree",
-                                          "twitter_sentiment", "twitter_topic"}
+    assert {
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "metrics.json",
+        "README.md",
+    } <= names
+    assert set(smoke.metrics["test"]) == {
+        "phrasebank",
+        "phrasebank_allagree",
+        "twitter_sentiment",
+        "twitter_topic",
+    }
     assert smoke.metrics["temperatures"]["sentiment"] > 0
 
 
@@ -53,7 +74,10 @@ def test_save_then_load_gives_identical_outputs(smoke: TrainResult, tmp_path: Pa
     first = predict_logits(model, tokenizer, TEXTS, meta.max_length)
     second = predict_logits(again, tokenizer_again, TEXTS, meta.max_length)
     assert np.array_equal(first[0], second[0]) and np.array_equal(first[1], second[1])
-    assert tokenizer(clean(TEXTS[0]))["input_ids"] == load_tokenizer(tmp_path)(clean(TEXTS[0]))["input_ids"]
+    assert (
+        tokenizer(clean(TEXTS[0]))["input_ids"]
+        == load_tokenizer(tmp_path)(clean(TEXTS[0]))["input_ids"]
+    )
 
 
 def test_resume_continues_an_interrupted_run(tmp_path: Path) -> None:

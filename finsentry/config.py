@@ -107,8 +107,9 @@ class Settings(BaseSettings):
     model_path: Path | None = None
     model_device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
     model_batch_size: int = Field(default=64, ge=1, le=4096)
-    # models/ engine: numeric backend ("auto" picks bf16 on CUDA or on CPUs with native bf16)
-    # and the most windows scored for one long text (see models/engine.py).
+    # models/ engine: numeric backend ("auto": bf16 on CUDA, else fp16; fp32 on CPU, the
+    # fastest there as measured by bench/inference.py) and the most windows scored for one
+    # long text (see models/engine.py).
     model_backend: Literal["auto", "fp32", "bf16", "fp16", "int8"] = "auto"
     model_max_chunks: int = Field(default=64, ge=1, le=100_000)
 

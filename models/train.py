@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import platform
 import random
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -305,8 +304,3 @@ def _hardware(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
-
-
-def discard_state(output_dir: Path) -> None:
-    """Remove resumable state once a model is final (it is ~250 MB of optimiser moments)."""
-    shutil.rmtree(output_dir / STATE_DIR, ignore_errors=True)

@@ -11,6 +11,7 @@ from dashboard.cli import dashboard
 from finsentry.cli_settings import settings_or_exit
 from finsentry.kafka_cli import kafka_app
 from ingest.cli import ingest_app
+from models.cli import classify_command, evaluate_command, models_app, train_command
 from stream.cli import worker
 
 app = typer.Typer(
@@ -23,6 +24,10 @@ app.command("worker")(worker)
 app.add_typer(alerts_app, name="alerts")
 app.command("dashboard")(dashboard)
 app.add_typer(ingest_app, name="ingest")
+app.add_typer(models_app, name="models")
+app.command("train")(train_command)
+app.command("evaluate")(evaluate_command)
+app.command("classify")(classify_command)
 
 
 @app.command("config")

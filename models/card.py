@@ -1,0 +1,92 @@
+"""The model card written next to every trained model (``README.md`` in the model dir)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+SET_TITLES = {
+    "phrasebank": "Financial PhraseBank, whole test split (50Agree pool)",
+    "phrasebank_allagree": "Financial PhraseBank, AllAgree subset of the test split",
+    "twitter_sentiment": "Twitter Financial News sentiment (published valid file)",
+    "twitter_topic": "Twitter Financial News topic (published valid file)",
+}
+FLOORS = {
+    "phrasebank": 0.84,
+    "phrasebank_allagree": 0.95,
+    "twitter_sentiment": 0.86,
+    "twitter_topic": 0.86,
+}
+
+
+def metrics_table(metrics: dict[str, Any], split: str = "test") -> str:
+    rows = [
+        "| data set | n | accuracy | floor | macro-F1 | ECE | ECE after T |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, result in metrics[split].items():
+        rows.append(
+            f"| {SET_TITLES.get(name, name)} | {result['n']} | {result['accuracy']:.4f} | "
+            f"{FLOORS.get(name, 0):.2f} | {result['macro_f1']:.4f} | {result['ece']:.4f} | "
+            f"{result['ece_calibrated']:.4f} |"
+        )
+    return "\n".join(rows)
+
+
+def write_model_card(model_dir: Path, metrics: dict[str, Any]) -> None:
+    training = metrics["training"]
+    config = metrics["training_config"]
+    splits = metrics["splits"]
+    split_rows = "\n".join(
+        f"| {name} | {c['train']} | {c['validation']} | {c['test']} | {c['leaks_removed']} |"
+        for name, c in splits.items()
+    )
+    card = f"""# {metrics["version"]}: finsentry topic + sentiment model
+
+One all-MiniLM-L6-v2 encoder (6 layers, 384 hidden, 22.7M parameters; Apache-2.0) with two
+linear heads over mean-pooled token states: sentiment (negative / neutral / positive) and
+topic (the 20 topics of Twitter Financial News topic). Weights are fp16 safetensors;
+`config.json` holds both label maps and the calibration temperatures
+(sentiment T = {metrics["temperatures"]["sentiment"]},
+topic T = {metrics["temperatures"]["topic"]}).
+
+## Data and licences
+- Financial PhraseBank v1.0 (Malo et al., 2014), **CC BY-NC-SA 3.0**: non-commercial use
+  only, and this model, a derivative, is shared under the same licence.
+- Twitter Financial News sentiment and topic (zeroshot, Hugging Face), MIT; tweet text
+  under Twitter/X terms.
+
+## Splits (seed {config["seed"]}, see data/SPLITS.md)
+PhraseBank's 50Agree pool split 80/10/10 by unique normalised sentence, stratified;
+Twitter validation is 10 % of the published train file; the published valid files are the
+test sets. Validation and test rows whose normalised text occurs in training (or, for
+test, validation) are removed.
+
+| data set | train | validation | test | test leaks removed |
+| --- | ---: | ---: | ---: | ---: |
+{split_rows}
+
+## Test metrics
+{metrics_table(metrics)}
+
+ECE: 15-bin expected calibration error of the predicted class, before and after
+temperature scaling fitted on validation.
+
+## Training
+{training["steps"]} steps, {training["epochs_run"]} epoch(s), best epoch
+{training["best_epoch"]} by mean validation accuracy; batch {config["batch_size"]},
+lr {config["learning_rate"]} (linear warm-up {config["warmup_ratio"]}, linear decay),
+max length {config["max_length"]}, word embeddings frozen: {config["freeze_embeddings"]}.
+{training["seconds"] / 60:.1f} minutes on {training["hardware"]}.
+Data fingerprint `{metrics["data_fingerprint"][:16]}…`. Reproduce with `finsentry train`.
+
+## Intended use and limits
+Scoring short English financial news headlines and posts for a monitoring dashboard, where
+aggregates over many posts matter more than any single verdict. Not investment advice.
+- Trained on 2004-2011 Nordic business news and 2020-2022 finance tweets: newer jargon,
+  other markets and long articles are out of distribution. Texts longer than
+  {config["max_length"]} tokens are scored in chunks whose probabilities are averaged.
+- Non-English text gets a verdict, but a meaningless one.
+- Sarcasm, hedged language and mixed news (good for one company, bad for another) are weak.
+"""
+    (model_dir / "README.md").write_text(card, encoding="utf-8")

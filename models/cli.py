@@ -1,0 +1,293 @@
+"""``finsentry train | evaluate | classify`` and ``finsentry models list | show | promote``.
+
+torch and transformers are imported inside the commands so ``finsentry --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from finsentry.config import get_settings, load_settings
+
+models_app = typer.Typer(
+    help="The model registry: versions, metrics, the current one.", no_args_is_help=True
+)
+
+ModelOption = Annotated[
+    Path | None,
+    typer.Option("--model", help="Model directory (default: settings, registry, shipped)."),
+]
+DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+
+
+def _quiet_transformers() -> None:
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+
+
+def _model_dir(model: Path | None) -> Path:
+    from models.registry import resolve_model_dir
+
+    return model if model is not None else resolve_model_dir(get_settings())
+
+
+def train_command(
+    output: Annotated[Path | None, typer.Option(help="Model directory to write.")] = None,
+    base_model: Annotated[
+        Path | None, typer.Option(help="HF encoder dir (default MiniLM).")
+    ] = None,
+    version: Annotated[
+        str, typer.Option(help="Version name of the new model.")
+    ] = "finsentry-minilm-v1",
+    epochs: Annotated[int, typer.Option(min=1)] = 2,
+    max_steps: Annotated[int | None, typer.Option(min=1)] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    learning_rate: Annotated[float, typer.Option("--lr")] = 1e-4,
+    seed: Annotated[int | None, typer.Option()] = None,
+    device: DeviceOption = "auto",
+    resume: Annotated[bool, typer.Option(help="Continue from <output>/train_state.")] = False,
+    register: Annotated[bool, typer.Option(help="Add the result to the registry.")] = True,
+) -> None:
+    """Fine-tune the topic + sentiment model on data/ and write a model directory."""
+    _quiet_transformers()
+    from models.registry import Registry
+    from models.splits import SEED
+    from models.train import TrainConfig, train
+
+    settings = get_settings()
+    config = TrainConfig(
+        output_dir=output or settings.data_dir / "models" / version,
+        base_model=base_model,
+        version=version,
+        epochs=epochs,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=SEED if seed is None else seed,
+        device=device,
+    )
+    result = train(config, resume=resume)
+    _print_table(result.metrics["test"], f"{version}: test")
+    if register:
+        from finsentry.store import Store
+
+        store = Store(settings.database_url)
+        Registry(store).register(result.model_dir)
+        store.close()
+        typer.echo(
+            f"registered {version}; make it current with `finsentry models promote {version}`"
+        )
+
+
+def evaluate_command(
+    model: ModelOption = None,
+    split: Annotated[str, typer.Option(help="test or validation.")] = "test",
+    report: Annotated[Path | None, typer.Option(help="JSON report path.")] = None,
+    device: DeviceOption = "auto",
+) -> None:
+    """Accuracy, macro-F1, confusion matrices and ECE per dataset; table and JSON report."""
+    _quiet_transformers()
+    from models.evaluate import evaluate_sets
+    from models.network import load_model
+    from models.splits import build_splits
+    from models.train import resolve_device
+
+    if split not in ("test", "validation"):
+        raise typer.BadParameter(f"split must be test or validation, got {split!r}")
+    model_dir = _model_dir(model)
+    network, tokenizer, meta = load_model(model_dir)
+    network.to(resolve_device(device))
+    splits = build_splits()
+    results = evaluate_sets(network, tokenizer, meta, getattr(splits, split))
+    _print_table(results, f"{meta.version}: {split}")
+    path = report or get_settings().data_dir / "reports" / f"evaluation-{meta.version}-{split}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "model": str(model_dir),
+        "version": meta.version,
+        "split": split,
+        "temperatures": meta.temperatures,
+        "results": results,
+    }
+    path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    typer.echo(f"report: {path}")
+
+
+def _print_table(results: dict[str, dict[str, Any]], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("data set", "n", "accuracy", "macro-F1", "ECE", "ECE after T"):
+        table.add_column(column, justify="left" if column == "data set" else "right")
+    for name, r in results.items():
+        table.add_row(
+            name,
+            str(r["n"]),
+            f"{r['accuracy']:.4f}",
+            f"{r['macro_f1']:.4f}",
+            f"{r['ece']:.4f}",
+            f"{r['ece_calibrated']:.4f}",
+        )
+    Console().print(table)
+
+
+def classify_command(
+    texts: Annotated[list[str] | None, typer.Argument(help="Texts to score.")] = None,
+    input: Annotated[Path | None, typer.Option("--input", help="JSONL or CSV file.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", help="JSONL to write.")] = None,
+    text_column: Annotated[str, typer.Option(help="Text field/column of the input.")] = "text",
+    batch_size: Annotated[int | None, typer.Option(min=1)] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
+    backend: Annotated[
+        str | None, typer.Option(help="auto, fp32, bf16, fp16 (CUDA) or int8 (CPU).")
+    ] = None,
+    model: ModelOption = None,
+) -> None:
+    """Score texts given as arguments (prints a table) or a file (writes JSONL)."""
+    if bool(texts) == (input is not None):
+        raise typer.BadParameter("give either TEXT... or --input FILE (with --output)")
+    if input is not None and output is None:
+        raise typer.BadParameter("--input needs --output")
+    _quiet_transformers()
+    from models.engine import load_engine
+
+    overrides = {"model_device": device, "model_backend": backend, "model_batch_size": batch_size}
+    settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    engine = load_engine(settings, model)
+    try:
+        if texts:
+            _print_verdicts(texts, engine.classify(texts))
+        else:
+            assert input is not None and output is not None
+            _classify_file(engine, input, output, text_column)
+    finally:
+        engine.close()
+
+
+def _print_verdicts(texts: list[str], verdicts: list[Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=verdicts[0]["model_version"] if verdicts else "")
+    for column in ("text", "sentiment", "score", "topic", "p(topic)"):
+        table.add_column(column)
+    for text, v in zip(texts, verdicts, strict=True):
+        short = text if len(text) <= 70 else text[:67] + "..."
+        table.add_row(
+            short,
+            v["sentiment"],
+            f"{v['score']:+.3f}",
+            v["topic"],
+            f"{v['topic_probs'][v['topic']]:.2f}",
+        )
+    Console().print(table)
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _read_rows(path: Path, text_column: str) -> Iterator[dict[str, Any]]:
+    """Rows of a JSONL or CSV file; a line that is not a JSON object is an error naming it."""
+    with path.open(encoding="utf-8", newline="") as handle:
+        if path.suffix.lower() == ".csv":
+            reader = csv.DictReader(handle)
+            if reader.fieldnames is None or text_column not in reader.fieldnames:
+                _fail(f"{path}: no column {text_column!r}")
+            yield from reader
+            return
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                _fail(f"{path}:{number}: not JSON: {exc}")
+            if not isinstance(row, dict):
+                _fail(f"{path}:{number}: expected a JSON object")
+            yield row
+
+
+def _classify_file(engine: Any, source: Path, target: Path, text_column: str) -> None:
+    """Write each row plus the verdict; rows without usable text get an ``error`` field."""
+    from tqdm.auto import tqdm
+
+    rows = list(_read_rows(source, text_column))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    chunk = 1024
+    with target.open("w", encoding="utf-8") as out, tqdm(total=len(rows), unit="text") as bar:
+        for start in range(0, len(rows), chunk):
+            part = rows[start : start + chunk]
+            texts = [row.get(text_column) for row in part]
+            usable = [i for i, t in enumerate(texts) if isinstance(t, str) and t.strip()]
+            verdicts = dict(zip(usable, engine.classify([texts[i] for i in usable]), strict=True))
+            for i, row in enumerate(part):
+                if i in verdicts:
+                    out.write(json.dumps({**row, **verdicts[i]}, ensure_ascii=False) + "\n")
+                else:
+                    failed += 1
+                    error = f"no text in field {text_column!r}"
+                    out.write(json.dumps({**row, "error": error}, ensure_ascii=False) + "\n")
+            bar.update(len(part))
+    typer.echo(f"wrote {len(rows)} rows to {target} ({failed} without text, marked 'error')")
+
+
+@models_app.command("list")
+def list_versions() -> None:
+    """Registered versions, their test accuracy, and which one is current."""
+    for row in _registry_call(lambda r: r.versions()):
+        mark = "*" if row["is_current"] else " "
+        accs = ", ".join(
+            f"{k} {v['accuracy']:.3f}" for k, v in row["metrics"].get("test", {}).items()
+        )
+        typer.echo(
+            f"{mark} {row['version']}  {row['created_at']:%Y-%m-%d %H:%M}  {row['path']}  {accs}"
+        )
+
+
+@models_app.command("show")
+def show_version(version: str) -> None:
+    """Everything the registry holds about one version, as JSON."""
+    row = _registry_call(lambda r: (r.ensure_shipped(), r.get(version))[1])
+    typer.echo(json.dumps(row, indent=2, default=str))
+
+
+@models_app.command("promote")
+def promote_version(version: str) -> None:
+    """Make a version current: the one the engine loads when model_path is unset."""
+    _registry_call(lambda r: r.promote(version))
+    typer.echo(f"{version} is now current")
+
+
+@models_app.command("register")
+def register_version(
+    model_dir: Path, current: Annotated[bool, typer.Option(help="Also make it current.")] = False
+) -> None:
+    """Add a trained model directory (with metrics.json) to the registry."""
+    row = _registry_call(lambda r: r.register(model_dir, current=current))
+    typer.echo(f"registered {row['version']}")
+
+
+def _registry_call(action: Any) -> Any:
+    from finsentry.store import Store
+    from models.network import ModelDirError
+    from models.registry import Registry, RegistryError
+
+    store = Store(get_settings().database_url)
+    try:
+        return action(Registry(store))
+    except (RegistryError, ModelDirError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    finally:
+        store.close()

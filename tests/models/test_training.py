@@ -1,0 +1,90 @@
+"""Training smoke runs on a tiny subset: the loss falls, saving and loading change nothing,
+and an interrupted run resumes where it stopped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import transformers
+
+from models.data import clean
+from models.evaluate import predict_logits
+from models.network import load_model, load_tokenizer, save_model
+from models.train import STATE_DIR, TrainConfig, TrainResult, train
+
+pytestmark = pytest.mark.unit
+TEXTS = [
+    "Operating profit rose to EUR 13.1 mn",
+    "$AAPL falls after guidance cut",
+    "Fed holds rates",
+]
+
+
+def _config(out: Path, **changes: object) -> TrainConfig:
+    settings = dict(
+        output_dir=out,
+        epochs=2,
+        batch_size=16,
+        learning_rate=3e-4,
+        limit_per_dataset=48,
+        checkpoint_every=4,
+        threads=1,
+    )
+    settings.update(changes)
+    return TrainConfig(**settings)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
+    transformers.logging.set_verbosity_error()
+    return train(_config(tmp_path_factory.mktemp("smoke")))
+
+
+def test_loss_falls(smoke: TrainResult) -> None:
+    losses = smoke.losses
+    assert len(losses) == 18
+    assert np.mean(losses[-4:]) < np.mean(losses[:4]) - 0.3
+
+
+def test_model_directory_is_complete(smoke: TrainResult) -> None:
+    names = {p.name for p in smoke.model_dir.iterdir()}
+    assert {
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "metrics.json",
+        "README.md",
+    } <= names
+    assert set(smoke.metrics["test"]) == {
+        "phrasebank",
+        "phrasebank_allagree",
+        "twitter_sentiment",
+        "twitter_topic",
+    }
+    assert smoke.metrics["temperatures"]["sentiment"] > 0
+
+
+def test_save_then_load_gives_identical_outputs(smoke: TrainResult, tmp_path: Path) -> None:
+    model, tokenizer, meta = load_model(smoke.model_dir)
+    save_model(model, tokenizer, meta, tmp_path, dtype=torch.float32)
+    again, tokenizer_again, _ = load_model(tmp_path)
+    first = predict_logits(model, tokenizer, TEXTS, meta.max_length)
+    second = predict_logits(again, tokenizer_again, TEXTS, meta.max_length)
+    assert np.array_equal(first[0], second[0]) and np.array_equal(first[1], second[1])
+    assert (
+        tokenizer(clean(TEXTS[0]))["input_ids"]
+        == load_tokenizer(tmp_path)(clean(TEXTS[0]))["input_ids"]
+    )
+
+
+def test_resume_continues_an_interrupted_run(tmp_path: Path) -> None:
+    transformers.logging.set_verbosity_error()
+    train(_config(tmp_path, epochs=1))
+    state = torch.load(tmp_path / STATE_DIR / "state.pt", weights_only=False)["progress"]
+    assert state["epoch"] == 1 and state["step"] == 9
+    resumed = train(_config(tmp_path, epochs=2), resume=True)
+    assert resumed.metrics["training"]["steps"] == 18
+    assert [h["epoch"] for h in resumed.metrics["training"]["history"]] == [1, 2]

@@ -14,7 +14,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -48,7 +48,7 @@ class Scorer(Protocol):
     @property
     def version(self) -> str: ...
 
-    async def classify_async(self, texts: list[str]) -> list[dict[str, Any]]: ...
+    async def classify_async(self, texts: Sequence[str]) -> Sequence[Mapping[str, object]]: ...
 
     def close(self) -> None: ...
 

@@ -6,9 +6,9 @@ import signal
 import subprocess
 import sys
 import threading
-import urllib.request
 from pathlib import Path
 
+from kafka import TopicPartition
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
@@ -18,27 +18,43 @@ from finsentry.localkafka import LocalKafka
 from finsentry.runtime import wait_until
 from finsentry.store import Store, alerts, posts, signal_points
 from finsentry.topics import ensure_topics
+from stream.app import app_id
 from stream.process import WorkerProcess
 
 DEMO_FILE = REPO_ROOT / "data" / "fin_news_headlines" / "cnbc_headlines.csv"
+# The topics the worker consumes (deadletter and model-updates traffic aside).
+WORKER_INPUTS = (
+    "posts",
+    "valid-posts",
+    "unique-posts",
+    "scored",
+    "signal-input",
+    "signals",
+    "alerts",
+)
 console = Console()
 
 
-def lag_is_zero(worker: WorkerProcess) -> bool:
-    """True once the worker has read everything and its lag gauges all read zero."""
-    with urllib.request.urlopen(f"{worker.url}/metrics", timeout=5) as response:
-        lines = response.read().decode().splitlines()
-    lags = [
-        float(line.rsplit(" ", 1)[1])
-        for line in lines
-        if line.startswith("finsentry_consumer_lag{")
-    ]
-    read = [
-        float(line.rsplit(" ", 1)[1])
-        for line in lines
-        if line.startswith("finsentry_posts_in_total ")
-    ]
-    return bool(lags) and sum(lags) == 0 and bool(read) and read[0] > 0
+def caught_up(settings: Settings) -> bool:
+    """The worker's group has committed every partition it reads up to its end."""
+    from kafka import KafkaConsumer
+
+    # Reads the group's committed offsets without joining the group.
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=app_id(settings),
+        enable_auto_commit=False,
+    )
+    try:
+        partitions = [
+            TopicPartition(settings.topic(name), partition)
+            for name in WORKER_INPUTS
+            for partition in consumer.partitions_for_topic(settings.topic(name)) or ()
+        ]
+        ends = consumer.end_offsets(partitions)
+        return all(end == 0 or (consumer.committed(tp) or 0) >= end for tp, end in ends.items())
+    finally:
+        consumer.close()
 
 
 def summary(store: Store) -> Table:
@@ -89,7 +105,7 @@ def run_demo(settings: Settings, replay: Path = DEMO_FILE) -> None:
             [sys.executable, "-m", "finsentry", "ingest", "replay", str(replay), "--sort"],
             check=True,
         )
-        wait_until(lambda: lag_is_zero(worker), 900, "the worker to catch up")
+        wait_until(lambda: caught_up(settings), 900, "the worker to catch up")
         store = Store(settings.database_url)
         console.print(summary(store))
         console.print(

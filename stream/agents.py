@@ -41,6 +41,8 @@ from stream.windows import Observation, keys_for, observe
 
 log = logging.getLogger(__name__)
 
+LAG_REFRESH_S = 5.0  # how often the consumer-lag gauges are refreshed
+
 
 class Scorer(Protocol):
     """What the agents need of models.engine.Engine."""
@@ -189,7 +191,7 @@ def register_agents(
             log.info("model swapped: %s -> %s", old.version, new_engine.version)
             await asyncio.to_thread(old.close)  # lets a batch still on the old engine finish
 
-    @app.timer(5.0)
+    @app.timer(LAG_REFRESH_S)
     async def report_lag() -> None:
         consumer = app.consumer
         for tp in consumer.assignment():

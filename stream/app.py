@@ -33,12 +33,17 @@ class StreamTables:
     spikes: Any
 
 
+def app_id(settings: Settings) -> str:
+    """Faust's app id, which is also the worker's Kafka consumer group."""
+    return f"{APP_ID}-{settings.kafka_topic_prefix.rstrip('.') or 'default'}"
+
+
 def create_app(settings: Settings) -> faust.App:
     datadir = settings.data_dir / "faust"
     datadir.mkdir(parents=True, exist_ok=True)
     brokers = [f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")]
     return faust.App(
-        f"{APP_ID}-{settings.kafka_topic_prefix.rstrip('.') or 'default'}",
+        app_id(settings),
         broker=brokers,
         store="memory://",  # tables are rebuilt from their changelog topics on start
         datadir=str(datadir),

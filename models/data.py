@@ -52,11 +52,6 @@ class Example:
         return self.topic if self.topic != IGNORE else self.sentiment
 
 
-def normalise(text: str) -> str:
-    """The key for leak and duplicate checks: lowercase, URLs removed, whitespace folded."""
-    return _SPACE.sub(" ", _URL.sub(" ", text.lower())).strip()
-
-
 def clean(text: str) -> str:
     """What the model reads: HTML entities decoded, URLs dropped, whitespace folded.
 

@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from finsentry.text import normalise_text
 from models.data import (
     DATA_DIR,
     Example,
     load_phrasebank,
     load_twitter_sentiment,
     load_twitter_topic,
-    normalise,
 )
 
 SEED: Final = 20240611
@@ -85,12 +85,12 @@ def _unique_by_text(items: Sequence[Example]) -> list[Example]:
     """One example per normalised text, so near-duplicates cannot straddle splits."""
     seen: dict[str, Example] = {}
     for item in items:
-        seen.setdefault(normalise(item.text), item)
+        seen.setdefault(normalise_text(item.text), item)
     return list(seen.values())
 
 
 def _without(items: list[Example], seen: set[str]) -> tuple[list[Example], int]:
-    kept = [item for item in items if normalise(item.text) not in seen]
+    kept = [item for item in items if normalise_text(item.text) not in seen]
     return kept, len(items) - len(kept)
 
 
@@ -111,11 +111,11 @@ def build_splits(data_dir: Path = DATA_DIR, seed: int = SEED) -> Splits:
         train.extend(rest)
         validation[name] = val
         test[name] = load("valid", data_dir)
-    seen = {normalise(example.text) for example in train}
+    seen = {normalise_text(example.text) for example in train}
     removed: dict[str, int] = {}
     for name in list(test):
         validation[name], _ = _without(validation[name], seen)
-    seen |= {normalise(example.text) for part in validation.values() for example in part}
+    seen |= {normalise_text(example.text) for part in validation.values() for example in part}
     for name in list(test):
         test[name], removed[name] = _without(test[name], seen)
     validation["phrasebank_allagree"] = _allagree(validation["phrasebank"])

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from finsentry.schema import SENTIMENTS, TOPICS
-from models.data import IGNORE, DataError, clean, load_phrasebank, normalise
+from finsentry.text import normalise_text
+from models.data import IGNORE, DataError, clean, load_phrasebank
 from models.splits import EVAL_SETS, Splits, build_splits
 
 pytestmark = pytest.mark.unit
@@ -20,18 +21,18 @@ def test_label_sets_cover_exactly_the_schema_labels(splits: Splits) -> None:
 
 
 def test_no_test_or_validation_text_occurs_in_training(splits: Splits) -> None:
-    train = {normalise(e.text) for e in splits.train}
+    train = {normalise_text(e.text) for e in splits.train}
     for name in EVAL_SETS:
-        assert not {normalise(e.text) for e in splits.test[name]} & train, name
-        assert not {normalise(e.text) for e in splits.validation[name]} & train, name
-        validation = {normalise(e.text) for e in splits.validation[name]}
-        assert not {normalise(e.text) for e in splits.test[name]} & validation, name
+        assert not {normalise_text(e.text) for e in splits.test[name]} & train, name
+        assert not {normalise_text(e.text) for e in splits.validation[name]} & train, name
+        validation = {normalise_text(e.text) for e in splits.validation[name]}
+        assert not {normalise_text(e.text) for e in splits.test[name]} & validation, name
 
 
 def test_no_phrasebank_test_sentence_is_trained_on_at_any_agreement_level(splits: Splits) -> None:
-    every_level = {normalise(e.text) for e in load_phrasebank()}
-    trained = {normalise(e.text) for e in splits.train if e.dataset == "phrasebank"}
-    tested = {normalise(e.text) for e in splits.test["phrasebank"]}
+    every_level = {normalise_text(e.text) for e in load_phrasebank()}
+    trained = {normalise_text(e.text) for e in splits.train if e.dataset == "phrasebank"}
+    tested = {normalise_text(e.text) for e in splits.test["phrasebank"]}
     assert tested <= every_level
     assert not tested & trained
 
@@ -58,7 +59,9 @@ def test_splits_are_deterministic_for_a_seed_and_change_with_it() -> None:
 
 
 def test_normalise_folds_case_urls_and_whitespace() -> None:
-    assert normalise("Apple  UP 5%\nhttps://t.co/Ab1 ") == normalise("apple up 5% http://x.co/zz")
+    assert normalise_text("Apple  UP 5%\nhttps://t.co/Ab1 ") == normalise_text(
+        "apple up 5% http://x.co/zz"
+    )
 
 
 def test_clean_keeps_words_and_drops_links_and_entities() -> None:

@@ -8,15 +8,12 @@ it gives up only at the caller's deadline or stop signal, raising ``PublishError
 
 from __future__ import annotations
 
-import hashlib
-import re
 import threading
 from collections.abc import Sequence
 from typing import Protocol
 
 from finsentry.schema import Post
-
-_NON_WORD = re.compile(r"[^0-9a-z]+")
+from finsentry.text import fingerprint
 
 
 class PublishError(RuntimeError):
@@ -46,8 +43,7 @@ def story_key(post: Post) -> bytes:
     Syndicated copies of one story, and every re-send of one post, share it, so they land on
     one partition where the stream's per-partition dedup can see them together.
     """
-    text = _NON_WORD.sub(" ", (post.title or post.body).lower()).strip()
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32].encode("ascii")
+    return fingerprint(post.title or post.body).encode("ascii")
 
 
 class MemorySink:

@@ -23,7 +23,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from kafka import KafkaProducer
-from models.engine import load_engine
 from sqlalchemy import func, select
 
 from finsentry.config import REPO_ROOT, Settings, load_settings
@@ -31,6 +30,7 @@ from finsentry.localkafka import LocalKafka
 from finsentry.runtime import free_port, wait_until
 from finsentry.schema import Post
 from finsentry.store import Store, posts
+from models.engine import load_engine
 from stream.process import WorkerProcess
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -25,22 +26,32 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Select,
     String,
     Table,
     Text,
     TypeDecorator,
+    bindparam,
+    case,
+    cast,
     create_engine,
     delete,
     event,
+    extract,
     func,
+    literal,
     select,
+    text,
+    true,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.sql.elements import ColumnElement
 
+from finsentry.rollups import DAY, HOUR, bucket_of, from_epoch
 from finsentry.schema import Alert, Post, ScoredPost, SignalPoint
 
 
@@ -123,6 +134,30 @@ signal_points = Table(
     sqlite_with_rowid=False,
 )
 
+# Hourly and daily sums of the signal points per key, kept in step with them in the same
+# transaction, so that long ranges read a few rows per key instead of every window (see
+# finsentry/rollups.py). Sums rather than means: merged buckets stay exact and count-weighted
+# (mean score = score_sum / count, negative share = neg_sum / count).
+signal_rollups = Table(
+    "signal_rollups",
+    metadata,
+    Column("resolution_s", Integer, primary_key=True),
+    Column("key", String(220), primary_key=True),
+    Column("bucket_epoch", BigInteger, primary_key=True),  # UTC epoch second the bucket starts
+    Column("window_end", UtcDateTime, nullable=False),  # the latest window end in the bucket
+    Column("windows", Integer, nullable=False),
+    Column("count", BigInteger, nullable=False),
+    Column("score_sum", Float, nullable=False),
+    Column("neg_sum", Float, nullable=False),
+    Column("baseline_sum", Float, nullable=False),
+    Column("baseline_n", Integer, nullable=False),  # windows with a baseline
+    Column("z_max", Float),
+    Column("spikes", Integer, nullable=False),  # windows that were spikes
+    # Covers the ranking of keys over a range (all keys, one resolution) index-only.
+    Index("ix_signal_rollups_bucket", "resolution_s", "bucket_epoch", "key", "count"),
+    sqlite_with_rowid=False,
+)
+
 alerts = Table(
     "alerts",
     metadata,
@@ -191,6 +226,12 @@ job_state = Table(
     Column("updated_at", UtcDateTime, nullable=False),
 )
 
+# One transaction-scoped lock per key, taken in key order (so two writers cannot deadlock);
+# PostgreSQL evaluates the volatile lock calls after the ORDER BY.
+LOCK_KEYS = text(
+    "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) "
+    "FROM unnest(CAST(:keys AS text[])) WITH ORDINALITY AS t(k, n) ORDER BY n"
+)
 VERDICT_COLUMNS = ("sentiment", "sentiment_probs", "score", "topic", "topic_probs", "model_version")
 DELIVERY_STATUSES = ("pending", "retrying", "delivered", "failed")
 FEEDBACK_FIELDS = ("sentiment", "topic")
@@ -202,6 +243,13 @@ class StoreError(RuntimeError):
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def sql_epoch_seconds(column: Any, dialect: str) -> ColumnElement[int]:
+    """A stored time as whole UTC epoch seconds, in SQL (the rollup buckets' unit)."""
+    if dialect == "sqlite":
+        return cast(func.strftime("%s", column), Integer)
+    return cast(func.floor(extract("epoch", column)), BigInteger)
 
 
 def _set_sqlite_pragmas(dbapi_conn: DBAPIConnection, record: ConnectionPoolEntry) -> None:
@@ -247,6 +295,7 @@ class Store:
         self.engine = make_engine(url)
         if create:
             metadata.create_all(self.engine)
+            self._fill_empty_rollups()
 
     @property
     def dialect(self) -> str:
@@ -316,14 +365,116 @@ class Store:
 
     # signal points ----------------------------------------------------------------------
     def upsert_signal_points(self, points: Iterable[SignalPoint]) -> int:
+        """Write closed windows and, in the same transaction, the rollups they fall in.
+
+        The touched hourly buckets are recomputed from the windows and the touched days from
+        those hours (never incremented), so re-sending a window cannot count it twice.
+        """
         now = _now()
         unique = {(p.key, p.window_start): p for p in points}
         rows = [
             {**p.model_dump(exclude={"schema_version"}), "updated_at": now} for p in unique.values()
         ]
+        if not rows:
+            return 0
         with self.begin() as conn:
+            if self.dialect == "postgresql":
+                # Writers of the same key take turns, so each recomputation sees the windows
+                # another writer committed just before (READ COMMITTED would miss them).
+                conn.execute(LOCK_KEYS, {"keys": sorted({p.key for p in unique.values()})})
             self._upsert(conn, signal_points, rows, ["key", "window_start"])
+            self._refresh_rollups(conn, unique.values())
         return len(rows)
+
+    def _refresh_rollups(self, conn: Connection, points: Iterable[SignalPoint]) -> None:
+        hours = sorted({(p.key, bucket_of(p.window_start, HOUR)) for p in points})
+        days = sorted({(key, hour // DAY * DAY) for key, hour in hours})
+        from_points = self._rollup_from_points(
+            signal_points.c.key == bindparam("k"),
+            signal_points.c.window_start >= bindparam("lo", type_=UtcDateTime),
+            signal_points.c.window_start < bindparam("hi", type_=UtcDateTime),
+        )
+        conn.execute(
+            from_points,
+            [{"k": k, "lo": from_epoch(h), "hi": from_epoch(h + HOUR)} for k, h in hours],
+        )
+        from_hours = self._rollup_from_hours(
+            signal_rollups.c.key == bindparam("k"),
+            signal_rollups.c.bucket_epoch >= bindparam("lo"),
+            signal_rollups.c.bucket_epoch < bindparam("hi"),
+        )
+        conn.execute(from_hours, [{"k": k, "lo": d, "hi": d + DAY} for k, d in days])
+
+    def _rollup_from_points(self, *conditions: ColumnElement[bool]) -> Any:
+        """Upsert of the hourly rollups of the windows matching ``conditions``."""
+        sp = signal_points
+        bucket = sql_epoch_seconds(sp.c.window_start, self.dialect) // HOUR * HOUR
+        query = (
+            select(
+                literal(HOUR),
+                sp.c.key,
+                bucket,
+                func.max(sp.c.window_end),
+                func.count(),
+                func.sum(sp.c.count),
+                func.sum(sp.c.mean_score * sp.c.count),
+                func.sum(sp.c.neg_share * sp.c.count),
+                func.coalesce(func.sum(sp.c.baseline), 0.0),
+                func.count(sp.c.baseline),
+                func.max(sp.c.z),
+                func.sum(case((sp.c.is_spike, 1), else_=0)),
+            )
+            .where(*conditions)
+            .group_by(sp.c.key, bucket)
+        )
+        return self._upsert_rollups(query)
+
+    def _rollup_from_hours(self, *conditions: ColumnElement[bool]) -> Any:
+        """Upsert of the daily rollups of the hourly rollups matching ``conditions``."""
+        ro = signal_rollups
+        bucket = ro.c.bucket_epoch // DAY * DAY
+        query = (
+            select(
+                literal(DAY),
+                ro.c.key,
+                bucket,
+                func.max(ro.c.window_end),
+                func.sum(ro.c.windows),
+                func.sum(ro.c.count),
+                func.sum(ro.c.score_sum),
+                func.sum(ro.c.neg_sum),
+                func.sum(ro.c.baseline_sum),
+                func.sum(ro.c.baseline_n),
+                func.max(ro.c.z_max),
+                func.sum(ro.c.spikes),
+            )
+            .where(ro.c.resolution_s == HOUR, *conditions)
+            .group_by(ro.c.key, bucket)
+        )
+        return self._upsert_rollups(query)
+
+    def _upsert_rollups(self, query: Select[Any]) -> Any:
+        insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        names = [c.name for c in signal_rollups.columns]
+        stmt = insert(signal_rollups).from_select(names, query)
+        keys = ("resolution_s", "key", "bucket_epoch")
+        return stmt.on_conflict_do_update(
+            index_elements=list(keys),
+            set_={name: stmt.excluded[name] for name in names if name not in keys},
+        )
+
+    def _fill_empty_rollups(self) -> None:
+        """Migration for stores written before the rollups existed: derive them once, from
+        every stored window, when the rollup table is empty and the windows are not."""
+        with self.engine.connect() as conn:
+            if conn.execute(select(signal_rollups.c.key).limit(1)).first() is not None:
+                return
+            if conn.execute(select(signal_points.c.key).limit(1)).first() is None:
+                return
+        with self.begin() as conn:
+            # ``WHERE true``: SQLite needs a WHERE to parse an upsert of a SELECT.
+            conn.execute(self._rollup_from_points(true()))
+            conn.execute(self._rollup_from_hours(true()))
 
     def signal_series(
         self, key: str, start: datetime | None = None, end: datetime | None = None

@@ -1,9 +1,10 @@
 """The time grid of the signal rollups: which buckets exist and how a range splits over them.
 
-The store keeps, beside every closed window, hourly and daily sums per key (count, sum of
-scores, negative count, ...). A reader asking for [start, end) takes whole days from the
-daily rows, the hours around them from the hourly rows and only the ragged edges from the
-windows themselves, so a 30-day ranking reads a few thousand rows instead of every window.
+The store keeps, beside every closed window, hourly, three-hourly and daily sums per key
+(count, sum of scores, negative count, ...). A reader asking for [start, end) takes whole
+days from the daily rows, the three-hour blocks and hours around them from those rows and
+only the ragged edges from the windows themselves, so a 30-day ranking reads a few thousand
+rows instead of every window, and a chart bucket reads at most a few rows.
 Buckets are aligned to the UTC epoch and a window belongs to the bucket its start lies in,
 as it does when the query layer merges windows itself. Plain arithmetic, no I/O.
 """
@@ -15,7 +16,7 @@ from typing import Final
 
 HOUR: Final = 3600
 DAY: Final = 86_400
-RESOLUTIONS: Final = (DAY, HOUR)  # coarsest first; each divides the one before it
+RESOLUTIONS: Final = (DAY, 3 * HOUR, HOUR)  # coarsest first; each divides the one before it
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 # A span of a range: (resolution in seconds, or None for the windows themselves, lo, hi).
@@ -62,11 +63,12 @@ def bucket_width(least: int, window_s: int) -> int:
     """The narrowest bucket at least ``least`` seconds wide that the rollups can serve.
 
     Under an hour: a divisor of the hour that is a whole number of windows (merged from the
-    windows themselves). Then a divisor of the day in whole hours (hourly rollups), then
-    whole days (daily rollups), so buckets never straddle a rollup bucket's edge.
+    windows themselves). Then one or two hours (hourly rollups), 3, 6 or 12 hours
+    (three-hourly rollups), then whole days (daily rollups): buckets never straddle a rollup
+    bucket's edge, and none is made of more than a few rollup rows.
     """
     below_hour = [width for width in range(window_s, HOUR, window_s) if HOUR % width == 0]
-    for width in (*below_hour, *(HOUR * hours for hours in (1, 2, 3, 4, 6, 8, 12))):
+    for width in (*below_hour, *(HOUR * hours for hours in (1, 2, 3, 6, 12))):
         if width >= least:
             return width
     return -(-least // DAY) * DAY

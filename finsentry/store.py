@@ -51,7 +51,7 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.sql.elements import ColumnElement
 
-from finsentry.rollups import DAY, HOUR, bucket_of, from_epoch
+from finsentry.rollups import HOUR, RESOLUTIONS, bucket_of, from_epoch
 from finsentry.schema import Alert, Post, ScoredPost, SignalPoint
 
 
@@ -134,9 +134,9 @@ signal_points = Table(
     sqlite_with_rowid=False,
 )
 
-# Hourly and daily sums of the signal points per key, kept in step with them in the same
-# transaction, so that long ranges read a few rows per key instead of every window (see
-# finsentry/rollups.py). Sums rather than means: merged buckets stay exact and count-weighted
+# Hourly, three-hourly and daily sums of the signal points per key, kept in step with them in
+# the same transaction, so that long ranges read a few rows per key instead of every window
+# (see finsentry/rollups.py). Sums rather than means: merged buckets stay exact and count-weighted
 # (mean score = score_sum / count, negative share = neg_sum / count).
 signal_rollups = Table(
     "signal_rollups",
@@ -387,8 +387,9 @@ class Store:
         return len(rows)
 
     def _refresh_rollups(self, conn: Connection, points: Iterable[SignalPoint]) -> None:
+        """Recompute the hours the points fall in from the windows, then each coarser
+        resolution's touched buckets from the next finer one."""
         hours = sorted({(p.key, bucket_of(p.window_start, HOUR)) for p in points})
-        days = sorted({(key, hour // DAY * DAY) for key, hour in hours})
         from_points = self._rollup_from_points(
             signal_points.c.key == bindparam("k"),
             signal_points.c.window_start >= bindparam("lo", type_=UtcDateTime),
@@ -398,12 +399,16 @@ class Store:
             from_points,
             [{"k": k, "lo": from_epoch(h), "hi": from_epoch(h + HOUR)} for k, h in hours],
         )
-        from_hours = self._rollup_from_hours(
-            signal_rollups.c.key == bindparam("k"),
-            signal_rollups.c.bucket_epoch >= bindparam("lo"),
-            signal_rollups.c.bucket_epoch < bindparam("hi"),
-        )
-        conn.execute(from_hours, [{"k": k, "lo": d, "hi": d + DAY} for k, d in days])
+        for coarse, fine in _coarser_steps():
+            touched = sorted({(key, hour // coarse * coarse) for key, hour in hours})
+            from_finer = self._rollup_from_finer(
+                coarse,
+                fine,
+                signal_rollups.c.key == bindparam("k"),
+                signal_rollups.c.bucket_epoch >= bindparam("lo"),
+                signal_rollups.c.bucket_epoch < bindparam("hi"),
+            )
+            conn.execute(from_finer, [{"k": k, "lo": b, "hi": b + coarse} for k, b in touched])
 
     def _rollup_from_points(self, *conditions: ColumnElement[bool]) -> Any:
         """Upsert of the hourly rollups of the windows matching ``conditions``."""
@@ -429,13 +434,13 @@ class Store:
         )
         return self._upsert_rollups(query)
 
-    def _rollup_from_hours(self, *conditions: ColumnElement[bool]) -> Any:
-        """Upsert of the daily rollups of the hourly rollups matching ``conditions``."""
+    def _rollup_from_finer(self, coarse: int, fine: int, *conditions: ColumnElement[bool]) -> Any:
+        """Upsert of the ``coarse`` rollups of the ``fine`` rollups matching ``conditions``."""
         ro = signal_rollups
-        bucket = ro.c.bucket_epoch // DAY * DAY
+        bucket = ro.c.bucket_epoch // coarse * coarse
         query = (
             select(
-                literal(DAY),
+                literal(coarse),
                 ro.c.key,
                 bucket,
                 func.max(ro.c.window_end),
@@ -448,7 +453,7 @@ class Store:
                 func.max(ro.c.z_max),
                 func.sum(ro.c.spikes),
             )
-            .where(ro.c.resolution_s == HOUR, *conditions)
+            .where(ro.c.resolution_s == fine, *conditions)
             .group_by(ro.c.key, bucket)
         )
         return self._upsert_rollups(query)
@@ -472,9 +477,14 @@ class Store:
             if conn.execute(select(signal_points.c.key).limit(1)).first() is None:
                 return
         with self.begin() as conn:
+            if self.dialect == "postgresql":
+                # Writers wait until the rollups are derived, so none of their windows is
+                # missed by the snapshot these statements read (SQLite has one writer anyway).
+                conn.execute(text("LOCK TABLE signal_points IN SHARE MODE"))
             # ``WHERE true``: SQLite needs a WHERE to parse an upsert of a SELECT.
             conn.execute(self._rollup_from_points(true()))
-            conn.execute(self._rollup_from_hours(true()))
+            for coarse, fine in _coarser_steps():
+                conn.execute(self._rollup_from_finer(coarse, fine, true()))
 
     def signal_series(
         self, key: str, start: datetime | None = None, end: datetime | None = None
@@ -659,6 +669,12 @@ class Store:
         with self.engine.connect() as conn:
             row = conn.execute(select(job_state.c.value).where(job_state.c.name == name)).first()
         return default if row is None else row[0]
+
+
+def _coarser_steps() -> list[tuple[int, int]]:
+    """(coarse, fine) resolution pairs, finest first: each level is summed from the one below."""
+    finest_first = RESOLUTIONS[::-1]
+    return list(zip(finest_first[1:], finest_first[:-1], strict=True))
 
 
 def _last_per_id(items: Iterable[Post]) -> list[Post]:

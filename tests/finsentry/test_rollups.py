@@ -49,17 +49,21 @@ def test_spans_cover_the_range_once_in_order(start: datetime, length: timedelta)
 def test_raw_windows_are_read_only_at_the_ragged_edges(start: datetime, length: timedelta) -> None:
     raw = [hi - lo for resolution, lo, hi in spans(start, start + length) if resolution is None]
     assert len(raw) <= 2 and all(span < timedelta(hours=1) for span in raw)
-    hourly = [hi - lo for resolution, lo, hi in spans(start, start + length) if resolution == HOUR]
-    assert len(hourly) <= 2 and all(span < timedelta(days=2) for span in hourly)
+    found = spans(start, start + length)
+    assert all(hi - lo < timedelta(hours=6) for resolution, lo, hi in found if resolution == HOUR)
+    blocks = [hi - lo for resolution, lo, hi in found if resolution == 3 * HOUR]
+    assert all(span < timedelta(days=2) for span in blocks)
 
 
-def test_a_month_is_days_with_hours_and_windows_at_the_edges() -> None:
-    start, end = T0 + timedelta(hours=5, minutes=10), T0 + timedelta(days=30, minutes=20)
+def test_a_month_is_days_with_blocks_hours_and_windows_at_the_edges() -> None:
+    start, end = T0 + timedelta(hours=4, minutes=10), T0 + timedelta(days=30, hours=4)
     assert spans(start, end) == [
-        (None, start, T0 + timedelta(hours=6)),
-        (HOUR, T0 + timedelta(hours=6), T0 + timedelta(days=1)),
+        (None, start, T0 + timedelta(hours=5)),
+        (HOUR, T0 + timedelta(hours=5), T0 + timedelta(hours=6)),
+        (3 * HOUR, T0 + timedelta(hours=6), T0 + timedelta(days=1)),
         (DAY, T0 + timedelta(days=1), T0 + timedelta(days=30)),
-        (None, T0 + timedelta(days=30), end),
+        (3 * HOUR, T0 + timedelta(days=30), T0 + timedelta(days=30, hours=3)),
+        (HOUR, T0 + timedelta(days=30, hours=3), end),
     ]
 
 
@@ -85,9 +89,11 @@ def test_bucket_widths_are_wide_enough_and_tile_the_rollups(
         assert resolutions_within(width) == ()
     elif width < DAY:
         assert width % HOUR == 0 and DAY % width == 0
-        assert resolutions_within(width) == (HOUR,)
+        usable = resolutions_within(width)
+        assert usable == ((3 * HOUR, HOUR) if width % (3 * HOUR) == 0 else (HOUR,))
+        assert width // usable[0] <= 4  # a bucket reads at most four rollup rows per key
     else:
-        assert width % DAY == 0 and resolutions_within(width) == (DAY, HOUR)
+        assert width % DAY == 0 and resolutions_within(width) == (DAY, 3 * HOUR, HOUR)
 
 
 def test_bucket_width_is_the_narrowest_on_the_ladder() -> None:

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, text
 
-from finsentry.rollups import DAY, HOUR, bucket_of
+from finsentry.rollups import HOUR, RESOLUTIONS, bucket_of
 from finsentry.schema import Alert, Evidence, Post, ScoredPost, SignalPoint, alert_id
 from finsentry.store import (
     Store,
@@ -166,7 +166,7 @@ def expected_rollups(points: list[SignalPoint]) -> dict[tuple[int, str, int], di
     latest = {(p.key, p.window_start): p for p in points}
     sums: dict[tuple[int, str, int], dict[str, Any]] = {}
     for p in latest.values():
-        for resolution in (HOUR, DAY):
+        for resolution in RESOLUTIONS:
             row = sums.setdefault(
                 (resolution, p.key, bucket_of(p.window_start, resolution)),
                 {

@@ -141,8 +141,10 @@ signal_points = Table(
 signal_rollups = Table(
     "signal_rollups",
     metadata,
-    Column("resolution_s", Integer, primary_key=True),
+    # Key first: a key's buckets at one resolution are one contiguous read (series, heatmap),
+    # and SQLite cannot mistake the primary key for a path to a range of all keys (ranking).
     Column("key", String(220), primary_key=True),
+    Column("resolution_s", Integer, primary_key=True),
     Column("bucket_epoch", BigInteger, primary_key=True),  # UTC epoch second the bucket starts
     Column("window_end", UtcDateTime, nullable=False),  # the latest window end in the bucket
     Column("windows", Integer, nullable=False),
@@ -157,6 +159,8 @@ signal_rollups = Table(
     Index("ix_signal_rollups_bucket", "resolution_s", "bucket_epoch", "key", "count"),
     sqlite_with_rowid=False,
 )
+# The rollup columns a coarser bucket sums from the finer ones (``z_max`` is a max).
+ROLLUP_SUMS = ("windows", "count", "score_sum", "neg_sum", "baseline_sum", "baseline_n", "spikes")
 
 alerts = Table(
     "alerts",
@@ -416,18 +420,18 @@ class Store:
         bucket = sql_epoch_seconds(sp.c.window_start, self.dialect) // HOUR * HOUR
         query = (
             select(
-                literal(HOUR),
                 sp.c.key,
-                bucket,
-                func.max(sp.c.window_end),
-                func.count(),
-                func.sum(sp.c.count),
-                func.sum(sp.c.mean_score * sp.c.count),
-                func.sum(sp.c.neg_share * sp.c.count),
-                func.coalesce(func.sum(sp.c.baseline), 0.0),
-                func.count(sp.c.baseline),
-                func.max(sp.c.z),
-                func.sum(case((sp.c.is_spike, 1), else_=0)),
+                literal(HOUR).label("resolution_s"),
+                bucket.label("bucket_epoch"),
+                func.max(sp.c.window_end).label("window_end"),
+                func.count().label("windows"),
+                func.sum(sp.c.count).label("count"),
+                func.sum(sp.c.mean_score * sp.c.count).label("score_sum"),
+                func.sum(sp.c.neg_share * sp.c.count).label("neg_sum"),
+                func.coalesce(func.sum(sp.c.baseline), 0.0).label("baseline_sum"),
+                func.count(sp.c.baseline).label("baseline_n"),
+                func.max(sp.c.z).label("z_max"),
+                func.sum(case((sp.c.is_spike, 1), else_=0)).label("spikes"),
             )
             .where(*conditions)
             .group_by(sp.c.key, bucket)
@@ -440,18 +444,12 @@ class Store:
         bucket = ro.c.bucket_epoch // coarse * coarse
         query = (
             select(
-                literal(coarse),
                 ro.c.key,
-                bucket,
-                func.max(ro.c.window_end),
-                func.sum(ro.c.windows),
-                func.sum(ro.c.count),
-                func.sum(ro.c.score_sum),
-                func.sum(ro.c.neg_sum),
-                func.sum(ro.c.baseline_sum),
-                func.sum(ro.c.baseline_n),
-                func.max(ro.c.z_max),
-                func.sum(ro.c.spikes),
+                literal(coarse).label("resolution_s"),
+                bucket.label("bucket_epoch"),
+                func.max(ro.c.window_end).label("window_end"),
+                *(func.sum(ro.c[name]).label(name) for name in ROLLUP_SUMS),
+                func.max(ro.c.z_max).label("z_max"),
             )
             .where(ro.c.resolution_s == fine, *conditions)
             .group_by(ro.c.key, bucket)
@@ -460,9 +458,9 @@ class Store:
 
     def _upsert_rollups(self, query: Select[Any]) -> Any:
         insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-        names = [c.name for c in signal_rollups.columns]
+        names = list(query.selected_columns.keys())  # each labelled as its column
         stmt = insert(signal_rollups).from_select(names, query)
-        keys = ("resolution_s", "key", "bucket_epoch")
+        keys = ("key", "resolution_s", "bucket_epoch")
         return stmt.on_conflict_do_update(
             index_elements=list(keys),
             set_={name: stmt.excluded[name] for name in names if name not in keys},

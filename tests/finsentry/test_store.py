@@ -133,15 +133,18 @@ def test_any_batch_replayed_counts_once(
     assert stored == sum(len(p.tickers) for p in latest.values())
 
 
+AAPL_POINT = SignalPoint(
+    key="ticker:AAPL",
+    window_start=T0,
+    window_end=T0 + timedelta(minutes=5),
+    count=3,
+    mean_score=-0.2,
+    neg_share=0.5,
+)
+
+
 def test_signal_points_upsert_by_key_and_window(store: Store) -> None:
-    point = SignalPoint(
-        key="ticker:AAPL",
-        window_start=T0,
-        window_end=T0 + timedelta(minutes=5),
-        count=3,
-        mean_score=-0.2,
-        neg_share=0.5,
-    )
+    point = AAPL_POINT
     store.upsert_signal_points([point])
     store.upsert_signal_points([point.model_copy(update={"count": 4, "z": 3.5, "is_spike": True})])
     series = store.signal_series("ticker:AAPL")
@@ -257,14 +260,7 @@ def test_rollups_equal_the_windows_after_any_upserts_and_replays(
 
 
 def test_rollups_of_a_rewritten_window_replace_its_old_numbers(store: Store) -> None:
-    point = SignalPoint(
-        key="ticker:AAPL",
-        window_start=T0,
-        window_end=T0 + timedelta(minutes=5),
-        count=3,
-        mean_score=-0.2,
-        neg_share=0.5,
-    )
+    point = AAPL_POINT
     later = point.model_copy(
         update={"window_start": T0 + timedelta(minutes=5), "window_end": T0 + timedelta(minutes=10)}
     )

@@ -256,10 +256,9 @@ class LocalKafka:
             version=self.version,
         )
 
-    def start(self) -> tuple[BrokerStatus, bool]:
-        """Start the broker and wait until it answers; returns (status, started_now)."""
-        if self.pid() is not None:
-            return self.status(), False
+    def prepare(self) -> list[str]:
+        """Check Java and ports, resolve jars, render config, format storage: the broker's
+        command line, ready to run in the foreground (``start`` or a supervisor runs it)."""
         self._check_java()
         host = self.settings.kafka_host
         for name, port in (
@@ -275,9 +274,16 @@ class LocalKafka:
         self.render_properties()
         self.format_storage(lib)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
+        return self._java_command(lib, BROKER_MAIN_CLASS, str(self.properties_file))
+
+    def start(self) -> tuple[BrokerStatus, bool]:
+        """Start the broker and wait until it answers; returns (status, started_now)."""
+        if self.pid() is not None:
+            return self.status(), False
+        command = self.prepare()
         with self.console_log.open("ab") as console:
             process = subprocess.Popen(
-                self._java_command(lib, BROKER_MAIN_CLASS, str(self.properties_file)),
+                command,
                 stdout=console,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

@@ -153,7 +153,7 @@ class Supervisor:
                     )
                 if self.clock() > deadline:
                     raise StartError(
-                        f"{child.spec.name} was not ready within {child.spec.ready_timeout_s:.0f}s;"
+                        f"{child.spec.name} was not ready within {child.spec.ready_timeout_s:g}s;"
                         f" last lines of {child.spec.log_file}:\n{log_tail(child.spec.log_file)}"
                     )
                 if stop.wait(0.2):
@@ -216,7 +216,7 @@ class Supervisor:
                     elif now - child.started_at > child.spec.ready_timeout_s:
                         self.report(
                             f"{child.spec.name} not ready within "
-                            f"{child.spec.ready_timeout_s:.0f}s; stopping it"
+                            f"{child.spec.ready_timeout_s:g}s; stopping it"
                         )
                         self._terminate(child)
                         self._exited(child, child.process.returncode)
@@ -286,7 +286,7 @@ class Supervisor:
             process.wait(timeout=child.spec.stop_grace_s)
         except subprocess.TimeoutExpired:
             self.report(
-                f"{child.spec.name} did not stop within {child.spec.stop_grace_s:.0f}s: SIGKILL"
+                f"{child.spec.name} did not stop within {child.spec.stop_grace_s:g}s: SIGKILL"
             )
         _kill_group(process.pid)
         process.wait()

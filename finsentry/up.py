@@ -28,7 +28,8 @@ from finsentry.localkafka import LocalKafka, broker_answers
 from finsentry.supervisor import Backoff, ChildSpec, StartError, StatusRow, Supervisor
 from finsentry.topics import ensure_topics
 
-console = Console()
+# Logs and pipes get wide lines; a terminal keeps its own width.
+console = Console(width=None if sys.stdout.isatty() else 160)
 PYTHON = (sys.executable, "-m", "finsentry")
 
 
@@ -239,7 +240,7 @@ def make_supervisor(settings: Settings, specs: list[ChildSpec], status: Path) ->
         max_failures=settings.up_max_failures,
         stable_after_s=settings.up_stable_after_s,
         status_file=status,
-        report=lambda line: console.print(f"[bold]up:[/] {line}"),
+        report=lambda line: console.print(f"[bold]up:[/] {line}", soft_wrap=True),
     )
 
 

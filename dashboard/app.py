@@ -21,7 +21,7 @@ from dashboard import layout
 from dashboard.callbacks import register
 from dashboard.queries import DashboardQueries
 from finsentry.config import Settings
-from finsentry.store import Store
+from finsentry.store import Store, posts
 
 
 class DashboardConfigError(ValueError):
@@ -88,10 +88,10 @@ def _add_probes(server: flask.Flask, store: Store) -> None:
 
     @server.route("/ready")
     def _ready() -> tuple[flask.Response, int]:
-        """Ready when the store answers a query."""
+        """Ready when the store answers a query on its posts table (schema in place)."""
         try:
             with store.engine.connect() as conn:
-                conn.execute(sqlalchemy.text("SELECT 1"))
+                conn.execute(sqlalchemy.select(posts.c.id).limit(1))
         except sqlalchemy.exc.SQLAlchemyError as exc:
             return flask.jsonify(status="failing", detail=f"store: {exc}"), 503
         return flask.jsonify(status="ok", detail="store answers"), 200

@@ -9,6 +9,7 @@ Slack stand-in) is laid over their environment as ``FINSENTRY_*`` variables.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -255,6 +256,8 @@ def run_up(settings: Settings, *, demo: bool = False) -> int:
     """Start everything, supervise until SIGINT/SIGTERM, stop everything; the exit code."""
     from finsentry.demo import DemoRun
 
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)  # a log file sees each report as it happens
     other = running_supervisor(settings)
     if other is not None:
         console.print(f"[red]finsentry up already runs on {settings.data_dir} (pid {other})[/]")

@@ -23,6 +23,7 @@ from pathlib import Path
 from string import Template
 
 from finsentry.config import REPO_ROOT, Settings
+from finsentry.runtime import pid_alive
 
 DEPLOY_DIR = REPO_ROOT / "deploy" / "kafka"
 MIN_JAVA = 17
@@ -348,16 +349,6 @@ def _is_our_broker(pid: int, properties_file: Path) -> bool:
     return BROKER_MAIN_CLASS in args and str(properties_file) in args
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _wait_gone(pid: int, timeout_s: float) -> bool:
     """Wait for the process to exit; our own children are reaped, others by init."""
     child = _children.get(pid)
@@ -370,7 +361,7 @@ def _wait_gone(pid: int, timeout_s: float) -> bool:
         return True
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             return True
         time.sleep(0.1)
     return False

@@ -17,6 +17,7 @@ from rich.table import Table
 from finsentry.config import Settings
 from finsentry.health import http_ok
 from finsentry.localkafka import broker_answers
+from finsentry.runtime import pid_alive
 from finsentry.up import alerts_not_configured, running_supervisor, services, status_file
 
 
@@ -32,15 +33,7 @@ class Probe:
 
 
 def _alive(pid: int | None) -> int | None:
-    if pid is None:
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass
-    return pid
+    return pid if pid is not None and pid_alive(pid) else None
 
 
 def _probe(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import signal
 import sys
 import threading
@@ -26,6 +25,7 @@ from rich.table import Table
 from finsentry.config import Settings
 from finsentry.health import http_ok
 from finsentry.localkafka import LocalKafka, broker_answers
+from finsentry.runtime import pid_alive
 from finsentry.supervisor import Backoff, ChildSpec, StartError, StatusRow, Supervisor
 from finsentry.topics import ensure_topics
 
@@ -225,13 +225,7 @@ def running_supervisor(settings: Settings) -> int | None:
         pid = int(json.loads(status_file(settings).read_text(encoding="utf-8"))["supervisor_pid"])
     except (OSError, ValueError, KeyError):
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return pid
-    return pid
+    return pid if pid_alive(pid) else None
 
 
 def make_supervisor(settings: Settings, specs: list[ChildSpec], status: Path) -> Supervisor:

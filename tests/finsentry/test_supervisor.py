@@ -15,7 +15,7 @@ from rich.console import Console
 
 from finsentry.supervisor import Backoff, ChildSpec, StartError, Supervisor
 from finsentry.up import Service, status_table
-from tests.support import wait_until
+from tests.support import process_alive, wait_until
 
 FAST = Backoff(base_s=0.05, factor=2.0, max_s=0.2)
 
@@ -55,15 +55,6 @@ def spec(tmp: Path, name: str, command: list[str], **kwargs: object) -> ChildSpe
     }
     values.update(kwargs)
     return ChildSpec(name=name, command=command, log_file=tmp / "logs" / f"{name}.log", **values)  # type: ignore[arg-type]
-
-
-def alive(pid: int) -> bool:
-    """Alive and not a zombie waiting to be reaped."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
 
 
 @pytest.fixture
@@ -126,7 +117,7 @@ def test_children_start_in_order_each_after_the_previous_is_ready(
     assert supervisor.start_all(threading.Event())
     assert [row.state for row in supervisor.rows()] == ["ready", "ready"]
     for row in supervisor.rows():
-        assert row.pid is not None and alive(row.pid)
+        assert row.pid is not None and process_alive(row.pid)
         assert (tmp_path / "run" / f"{row.name}.pid").read_text() == str(row.pid)
 
 
@@ -258,7 +249,7 @@ def test_stop_goes_in_reverse_order_and_kills_what_ignores_sigterm(
     assert (tmp_path / "stopped").read_text().split() == ["c", "b", "a"]
     assert "c did not stop within 0.5s: SIGKILL" in lines
     for pid in [*pids, grandchild]:
-        assert pid is not None and not alive(pid)
+        assert pid is not None and not process_alive(pid)
     assert [row.state for row in supervisor.rows()] == ["stopped"] * 3
     assert not status.exists()
     assert not list((tmp_path / "run").glob("*.pid"))

@@ -28,7 +28,7 @@ from finsentry.store import Store, alerts, posts
 from finsentry.text import fingerprint
 from finsentry.up import has_command
 from tests.alerts.alerts_peers import FakeSlack
-from tests.support import free_port, wait_until
+from tests.support import free_port, process_alive, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
@@ -77,14 +77,6 @@ def descendants(pid: int) -> set[int]:
         frontier = {child for child, parent in parents.items() if parent in frontier} - found
         found |= frontier
     return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
 
 
 class UpRun:
@@ -238,12 +230,12 @@ def test_up_demo_runs_supervises_and_stops_the_whole_product(tmp_path: Path) -> 
         assert len(pids) >= len(names)
         run.process.send_signal(signal.SIGTERM)
         assert run.process.wait(timeout=300) == 0, run.tail()
-        assert not [pid for pid in pids if alive(pid)]
+        assert not [pid for pid in pids if process_alive(pid)]
         assert not (run.data_dir / "run" / "up.json").exists()
         assert not list((run.data_dir / "demo" / "run").glob("*.pid"))
     finally:
         for pid in {*pids, *descendants(run.process.pid)}:
-            if alive(pid):
+            if process_alive(pid):
                 os.kill(pid, signal.SIGKILL)
         if run.process.poll() is None:
             run.process.kill()

@@ -26,6 +26,7 @@ from typing import Any
 
 from kafka import TopicPartition
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import func, select
 
@@ -65,7 +66,10 @@ class LocalSlack:
                     text = str(json.loads(body).get("text", ""))
                 except (ValueError, AttributeError):
                     text = body.decode("utf-8", errors="replace")
-                console.print(f"[bold red]alert (local Slack stand-in):[/] {text}")
+                # Alert text is data: no rich markup, no :emoji: codes (ticker:A: is a ticker).
+                console.print(
+                    f"[bold red]alert (local Slack stand-in):[/] {escape(text)}", emoji=False
+                )
                 self.send_response(200)
                 self.send_header("Content-Length", "2")
                 self.end_headers()

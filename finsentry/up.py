@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from finsentry.config import Settings
@@ -235,7 +236,9 @@ def make_supervisor(settings: Settings, specs: list[ChildSpec], status: Path) ->
         max_failures=settings.up_max_failures,
         stable_after_s=settings.up_stable_after_s,
         status_file=status,
-        report=lambda line: console.print(f"[bold]up:[/] {line}", soft_wrap=True),
+        report=lambda line: console.print(
+            f"[bold]up:[/] {escape(line)}", soft_wrap=True, emoji=False
+        ),
     )
 
 

@@ -193,10 +193,14 @@ class Supervisor:
             ready = False
         if not ready:
             return False
+        if child.spec.on_ready is not None:
+            try:
+                child.spec.on_ready()
+            except Exception as exc:  # e.g. topics not created yet: try again next check
+                self.report(f"{child.spec.name} answers, but its start-up step failed: {exc!r}")
+                return False
         child.state = "ready"
         child.ready_at = self.clock()
-        if child.spec.on_ready is not None:
-            child.spec.on_ready()
         self._write_status()
         return True
 

@@ -264,3 +264,20 @@ def test_a_stop_during_start_up_returns_without_starting_the_rest(
     supervisor, _ = supervised([spec(tmp_path, "a", sleeper(tmp_path, "a"))])
     assert supervisor.start_all(stop) is False
     assert supervisor.child("a").process is None
+
+
+@pytest.mark.integration
+def test_a_failing_start_up_step_is_reported_and_retried(tmp_path: Path, supervised) -> None:
+    calls: list[int] = []
+
+    def create_topics() -> None:
+        calls.append(1)
+        if len(calls) < 3:
+            raise RuntimeError("broker not accepting admin requests yet")
+
+    supervisor, lines = supervised(
+        [spec(tmp_path, "k", sleeper(tmp_path, "k"), on_ready=create_topics)]
+    )
+    assert supervisor.start_all(threading.Event())
+    assert len(calls) == 3 and supervisor.child("k").state == "ready"
+    assert sum("start-up step failed" in line for line in lines) == 2

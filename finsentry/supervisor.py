@@ -275,6 +275,7 @@ class Supervisor:
             if child.process is not None and child.process.poll() is None:
                 self.report(f"stopping {child.spec.name} (pid {child.process.pid})")
                 self._terminate(child)
+                self.report(f"{child.spec.name} stopped (exit {child.process.returncode})")
             if child.spec.pid_file is not None:
                 child.spec.pid_file.unlink(missing_ok=True)
             if child.state not in ("done", "failed", "pending"):

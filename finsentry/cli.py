@@ -52,8 +52,7 @@ def up(
 @app.command("status")
 def status() -> None:
     """Health of each service (live, ready), where it answers and its log (exit 1 if any is not)."""
-    from rich.console import Console
-
     from finsentry.status import show_status
+    from finsentry.up import console
 
-    raise typer.Exit(show_status(settings_or_exit(), Console()))
+    raise typer.Exit(show_status(settings_or_exit(), console))

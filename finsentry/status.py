@@ -71,6 +71,10 @@ def probe_all(settings: Settings) -> tuple[list[Probe], str]:
             for row in body["children"]
             if row["name"] != "replay"
         ]
+        rows += [
+            Probe(name, None, False, False, "-", "-", why)
+            for name, why in body.get("skipped", {}).items()
+        ]
         return rows, f"finsentry up (pid {body['supervisor_pid']})"
     probes = []
     alerts_skip = alerts_not_configured(settings)

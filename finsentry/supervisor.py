@@ -111,6 +111,7 @@ class Supervisor:
         max_failures: int = 5,
         stable_after_s: float = 60.0,
         status_file: Path | None = None,
+        skipped: Mapping[str, str] | None = None,
         report: Report = print,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -122,6 +123,7 @@ class Supervisor:
         self.max_failures = max_failures
         self.stable_after_s = stable_after_s
         self.status_file = status_file
+        self.skipped = dict(skipped or {})  # services not started, and why (status file only)
         self.report = report
         self.clock = clock
         self.gave_up: str | None = None
@@ -315,7 +317,11 @@ class Supervisor:
     def _write_status(self) -> None:
         if self.status_file is None:
             return
-        body = {"supervisor_pid": os.getpid(), "children": [row.__dict__ for row in self.rows()]}
+        body = {
+            "supervisor_pid": os.getpid(),
+            "children": [row.__dict__ for row in self.rows()],
+            "skipped": self.skipped,
+        }
         write_atomically(self.status_file, json.dumps(body, indent=2))
 
 

@@ -229,9 +229,12 @@ def running_supervisor(settings: Settings) -> int | None:
     return pid if pid_alive(pid) else None
 
 
-def make_supervisor(settings: Settings, specs: list[ChildSpec], status: Path) -> Supervisor:
+def make_supervisor(
+    settings: Settings, specs: list[ChildSpec], status: Path, skipped: list[Service]
+) -> Supervisor:
     return Supervisor(
         specs,
+        skipped={s.name: s.skipped or "" for s in skipped},
         backoff=Backoff(base_s=settings.up_backoff_base_s, max_s=settings.up_backoff_max_s),
         max_failures=settings.up_max_failures,
         stable_after_s=settings.up_stable_after_s,
@@ -277,7 +280,7 @@ def run_up(settings: Settings, *, demo: bool = False) -> int:
     if demo_run is not None:
         specs.append(demo_run.replay_spec())
     skipped = [s for s in table if s.skipped is not None]
-    supervisor = make_supervisor(child_settings, specs, status)
+    supervisor = make_supervisor(child_settings, specs, status, skipped)
     if not child_settings.embedded_kafka or broker_pid is not None:
         ensure_topics(child_settings)
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import pytest
@@ -40,3 +42,41 @@ def test_alerts_without_a_channel_are_shown_as_skipped(tmp_path: Path) -> None:
     show_status(settings, console)
     line = next(row for row in console.export_text().splitlines() if row.startswith("│ alerts "))
     assert "skipped" in line and "FINSENTRY_ALERTS_SLACK_WEBHOOK_URL" in line
+
+
+def test_a_running_up_is_read_from_its_status_file(tmp_path: Path) -> None:
+    from finsentry.health import HealthServer
+    from finsentry.supervisor import write_atomically
+    from finsentry.up import status_file
+
+    settings = load_settings(data_dir=tmp_path)
+    ready = HealthServer("127.0.0.1", 0, live=lambda: (True, ""), ready=lambda: (True, "")).start()
+    starting = HealthServer(
+        "127.0.0.1", 0, live=lambda: (True, ""), ready=lambda: (False, "recovering")
+    ).start()
+    try:
+        rows = [
+            {
+                "name": name,
+                "pid": os.getpid(),
+                "where": server.url,
+                "health_url": f"{server.url}/health",
+                "ready_url": f"{server.url}/ready",
+                "log_file": f"/logs/{name}.log",
+            }
+            for name, server in (("worker", ready), ("dashboard", starting))
+        ]
+        body = {"supervisor_pid": os.getpid(), "children": rows, "skipped": {"scheduler": "n/a"}}
+        write_atomically(status_file(settings), json.dumps(body))
+        console = Console(record=True, width=200)
+        assert show_status(settings, console) == 1  # the dashboard is not ready yet
+    finally:
+        ready.stop()
+        starting.stop()
+    lines = console.export_text().splitlines()
+    assert f"finsentry up (pid {os.getpid()})" in lines[0]
+    worker = next(line for line in lines if line.startswith("│ worker "))
+    dashboard = next(line for line in lines if line.startswith("│ dashboard "))
+    assert worker.count(" yes ") == 2 and "/logs/worker.log" in worker
+    assert " yes " in dashboard and " no " in dashboard
+    assert "skipped" in next(line for line in lines if line.startswith("│ scheduler "))

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from finsentry.config import REPO_ROOT, Settings
-from finsentry.store import Store
+from finsentry.store import Store, StoreError
 from models.network import ModelDirError, read_meta
 
 SHIPPED_VERSION: Final = "finsentry-minilm-v1"
@@ -79,11 +79,17 @@ class Registry:
                 return row
         raise RegistryError(f"no model version {version!r} in the registry")
 
-    def promote(self, version: str) -> dict[str, Any]:
-        """Make ``version`` the one the engine loads by default."""
+    def promote(self, version: str, *, force: bool = False) -> dict[str, Any]:
+        """Make ``version`` the one the engine loads by default.
+
+        A version the retraining gate rejected is refused unless ``force``.
+        """
         row = self.get(version)
         read_meta(_real_path(row["path"]))
-        self.store.set_current_model(version)
+        try:
+            self.store.set_current_model(version, force=force)
+        except StoreError as exc:
+            raise RegistryError(str(exc)) from exc
         return self.get(version)
 
     def current_dir(self) -> Path:

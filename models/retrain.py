@@ -82,6 +82,9 @@ def run_retrain(
         else:
             try:
                 outcome = _run(settings, store, run_id, stop, publish)
+            except Exception as exc:
+                log.exception("retrain %s failed", run_id)
+                outcome = RetrainOutcome(run_id, "failed", f"{type(exc).__name__}: {exc}")
             finally:
                 lock.release()
         store.finish_retrain_run(
@@ -129,7 +132,7 @@ def _run(
     current = store.current_model()
     assert current is not None  # current_dir() raised otherwise
     version = f"finsentry-minilm-r{run_id}"
-    outcome = RetrainOutcome(run_id, "failed", "", current_version=current["version"])
+    outcome = RetrainOutcome(run_id, "running", "", current_version=current["version"])
     candidate_dir = candidates_dir(settings) / version
     try:
         feedback = _feedback(store)
@@ -180,12 +183,10 @@ def _run(
         shutil.rmtree(candidate_dir, ignore_errors=True)
         outcome.decision, outcome.reason = "interrupted", f"stop requested: {exc}"
         return outcome
-    except Exception as exc:
-        log.exception("retrain %s failed", run_id)
-        if outcome.candidate_version is None:
+    except Exception:
+        if outcome.candidate_version is None:  # nothing registered points at it
             shutil.rmtree(candidate_dir, ignore_errors=True)
-        outcome.reason = f"{type(exc).__name__}: {exc}"
-        return outcome
+        raise
     gate = decide(outcome.candidate_metrics, outcome.current_metrics, settings.retrain_tolerance)
     outcome.details["deltas"] = gate.deltas
     outcome.reason = gate.reason

@@ -2,10 +2,10 @@
 
 The default job is the weekly retrain (``retrain_cron``). One run at a time, three ways:
 ``max_instances=1`` (a fire while a run is still going is skipped and counted),
-``coalesce=True`` (fires missed while busy or paused collapse into one run, if within
-``retrain_misfire_grace_s``), and a file lock per data_dir so a second scheduler process
-refuses to start. Jobs live in memory: after downtime the next fire time is computed
-afresh, so a fire missed while no scheduler ran is not caught up.
+``coalesce=True`` (fires missed while the process was suspended or paused collapse into
+one run, if within ``retrain_misfire_grace_s``), and a file lock per data_dir so a second
+scheduler process refuses to start. Jobs live in memory: after downtime the next fire time
+is computed afresh, so a fire missed while no scheduler ran is not caught up.
 
 ``/health`` on ``scheduler_web_host:scheduler_web_port`` answers 503 until the scheduler
 has started (and once it is stopping), then 200 with each job's next run time and counts

@@ -62,15 +62,6 @@ def _http(host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
-def has_command(name: str) -> bool:
-    """Whether ``finsentry <name>`` exists in this installation (e.g. the scheduler)."""
-    from finsentry.cli import app
-
-    names = {c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands}
-    names |= {g.name or "" for g in app.registered_groups}
-    return name in names
-
-
 def alerts_not_configured(settings: Settings) -> str | None:
     """Why the alerts service cannot run here, or None when it can."""
     from alerts.secrets import resolve_secrets
@@ -132,24 +123,20 @@ def services(settings: Settings, *, alerts_skip: str | None = None) -> list[Serv
             run / "dashboard.pid",
         ),
     ]
-    table.append(scheduler_service(settings))
-    return table
-
-
-def scheduler_service(settings: Settings) -> Service:
-    """The retraining scheduler, when this installation has ``finsentry scheduler``."""
-    port = int(getattr(settings, "scheduler_web_port", 6068))
-    url = _http("127.0.0.1", port)
-    return Service(
-        "scheduler",
-        (*PYTHON, "scheduler"),
-        url,
-        f"{url}/health",
-        f"{url}/health",
-        settings.data_dir / "logs" / "scheduler.log",
-        run_dir(settings) / "scheduler.pid",
-        skipped=None if has_command("scheduler") else "not installed (no `finsentry scheduler`)",
+    scheduler = _http(settings.scheduler_web_host, settings.scheduler_web_port)
+    table.append(
+        Service(
+            "scheduler",
+            (*PYTHON, "scheduler"),
+            scheduler,
+            f"{scheduler}/health",
+            # 200 only once its jobs are scheduled (503 while starting or stopping).
+            f"{scheduler}/health",
+            logs / "scheduler.log",
+            run / "scheduler.pid",
+        )
     )
+    return table
 
 
 def child_specs(settings: Settings, table: list[Service]) -> list[ChildSpec]:

@@ -24,20 +24,23 @@ def test_nothing_running_is_reported_down_with_exit_1(tmp_path: Path) -> None:
         worker_web_port=free_port(),
         alerts_web_port=free_port(),
         dashboard_port=free_port(),
+        scheduler_web_port=free_port(),
         alerts_slack_webhook_url="http://127.0.0.1:9/hook",
     )
     console = Console(record=True, width=200)
     assert show_status(settings, console) == 1
     text = console.export_text()
     assert "configured services (no finsentry up running)" in text
-    for name in ("kafka", "worker", "alerts", "dashboard"):
+    for name in ("kafka", "worker", "alerts", "dashboard", "scheduler"):
         line = next(row for row in text.splitlines() if row.startswith(f"│ {name} "))
         assert line.count(" no ") == 2, line
     assert f"127.0.0.1:{settings.dashboard_port}" in text
 
 
 def test_alerts_without_a_channel_are_shown_as_skipped(tmp_path: Path) -> None:
-    settings = load_settings(data_dir=tmp_path, worker_web_port=free_port())
+    settings = load_settings(
+        data_dir=tmp_path, worker_web_port=free_port(), scheduler_web_port=free_port()
+    )
     console = Console(record=True, width=200)
     show_status(settings, console)
     line = next(row for row in console.export_text().splitlines() if row.startswith("│ alerts "))

@@ -26,7 +26,6 @@ from finsentry.config import REPO_ROOT
 from finsentry.health import http_ok
 from finsentry.store import Store, alerts, posts
 from finsentry.text import fingerprint
-from finsentry.up import has_command
 from tests.alerts.alerts_peers import FakeSlack
 from tests.support import free_port, process_alive, wait_until
 
@@ -103,8 +102,6 @@ class UpRun:
             "FINSENTRY_ALERTS_SLACK_WEBHOOK_URL": slack_url,
             "FINSENTRY_UP_BACKOFF_BASE_S": "0.5",
         }
-        if "scheduler" not in self.expected_services():
-            del self.env["FINSENTRY_SCHEDULER_WEB_PORT"]
         self.log = tmp / "up.log"
         with self.log.open("wb") as sink:
             self.process = subprocess.Popen(
@@ -114,11 +111,6 @@ class UpRun:
                 stdout=sink,
                 stderr=subprocess.STDOUT,
             )
-
-    @staticmethod
-    def expected_services() -> list[str]:
-        names = ["kafka", "worker", "alerts", "dashboard"]
-        return [*names, "scheduler"] if has_command("scheduler") else names
 
     def status(self) -> dict[str, dict[str, Any]]:
         path = self.data_dir / "run" / "up.json"
@@ -180,7 +172,7 @@ def test_up_demo_runs_supervises_and_stops_the_whole_product(tmp_path: Path) -> 
     run = UpRun(tmp_path, slack.url, demo_file)
     pids: set[int] = set()
     try:
-        names = run.expected_services()
+        names = ["kafka", "worker", "alerts", "dashboard", "scheduler"]
         run.wait(
             lambda: all(run.status().get(n, {}).get("state") == "ready" for n in names),
             600,

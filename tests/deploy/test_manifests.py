@@ -102,7 +102,7 @@ def test_compose_runs_every_service_with_the_probes_it_serves() -> None:
         "worker-gpu": settings.worker_web_port,
         "alerts": settings.alerts_web_port,
         "dashboard": settings.dashboard_port,
-        "scheduler": 6068,
+        "scheduler": settings.scheduler_web_port,
     }
     for name, port in ports.items():
         probe = " ".join(services[name]["healthcheck"]["test"])

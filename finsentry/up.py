@@ -58,10 +58,6 @@ def status_file(settings: Settings) -> Path:
     return run_dir(settings) / "up.json"
 
 
-def _http(host: str, port: int) -> str:
-    return f"http://{host}:{port}"
-
-
 def alerts_not_configured(settings: Settings) -> str | None:
     """Why the alerts service cannot run here, or None when it can."""
     from alerts.secrets import resolve_secrets
@@ -73,70 +69,58 @@ def alerts_not_configured(settings: Settings) -> str | None:
     return "not configured: set FINSENTRY_ALERTS_SLACK_WEBHOOK_URL or alerts_routing_file"
 
 
+def _web_service(
+    settings: Settings,
+    name: str,
+    command: tuple[str, ...],
+    host: str,
+    port: int,
+    ready_path: str = "/ready",
+    skipped: str | None = None,
+) -> Service:
+    url = f"http://{host}:{port}"
+    return Service(
+        name,
+        (*PYTHON, *command),
+        url,
+        f"{url}/health",
+        f"{url}{ready_path}",
+        settings.data_dir / "logs" / f"{name}.log",
+        run_dir(settings) / f"{name}.pid",
+        skipped=skipped,
+    )
+
+
 def services(settings: Settings, *, alerts_skip: str | None = None) -> list[Service]:
     """The product's services in start order, for these settings."""
-    logs, run = settings.data_dir / "logs", run_dir(settings)
     table: list[Service] = []
     if settings.embedded_kafka:
         broker = LocalKafka(settings)
-        table.append(
-            Service(
-                "kafka",
-                (),
-                settings.bootstrap_servers,
-                None,
-                None,
-                broker.console_log,
-                broker.pid_file,
-            )
-        )
-    worker = _http(settings.worker_web_host, settings.worker_web_port)
-    alerts = _http(settings.alerts_web_host, settings.alerts_web_port)
-    dashboard = _http(settings.dashboard_host, settings.dashboard_port)
-    table += [
-        Service(
-            "worker",
-            (*PYTHON, "worker"),
-            worker,
-            f"{worker}/health",
-            f"{worker}/ready",
-            logs / "worker.log",
-            run / "worker.pid",
-        ),
-        Service(
+        where = settings.bootstrap_servers
+        table.append(Service("kafka", (), where, None, None, broker.console_log, broker.pid_file))
+    s = settings
+    return [
+        *table,
+        _web_service(s, "worker", ("worker",), s.worker_web_host, s.worker_web_port),
+        _web_service(
+            s,
             "alerts",
-            (*PYTHON, "alerts", "run"),
-            alerts,
-            f"{alerts}/health",
-            f"{alerts}/ready",
-            logs / "alerts.log",
-            run / "alerts.pid",
+            ("alerts", "run"),
+            s.alerts_web_host,
+            s.alerts_web_port,
             skipped=alerts_skip,
         ),
-        Service(
-            "dashboard",
-            (*PYTHON, "dashboard"),
-            dashboard,
-            f"{dashboard}/health",
-            f"{dashboard}/ready",
-            logs / "dashboard.log",
-            run / "dashboard.pid",
+        _web_service(s, "dashboard", ("dashboard",), s.dashboard_host, s.dashboard_port),
+        # The scheduler's /health is 503 until its jobs are scheduled: its readiness.
+        _web_service(
+            s,
+            "scheduler",
+            ("scheduler",),
+            s.scheduler_web_host,
+            s.scheduler_web_port,
+            ready_path="/health",
         ),
     ]
-    scheduler = _http(settings.scheduler_web_host, settings.scheduler_web_port)
-    table.append(
-        Service(
-            "scheduler",
-            (*PYTHON, "scheduler"),
-            scheduler,
-            f"{scheduler}/health",
-            # 200 only once its jobs are scheduled (503 while starting or stopping).
-            f"{scheduler}/health",
-            logs / "scheduler.log",
-            run / "scheduler.pid",
-        )
-    )
-    return table
 
 
 def child_specs(settings: Settings, table: list[Service]) -> list[ChildSpec]:
@@ -255,7 +239,7 @@ def run_up(settings: Settings, *, demo: bool = False) -> int:
     child_settings = demo_run.settings if demo_run else settings
     extra_env: dict[str, str] = demo_run.env() if demo_run else {}
     if "alerts_dashboard_url" not in settings.model_fields_set:
-        dashboard = _http(child_settings.dashboard_host, child_settings.dashboard_port)
+        dashboard = f"http://{child_settings.dashboard_host}:{child_settings.dashboard_port}"
         extra_env["FINSENTRY_ALERTS_DASHBOARD_URL"] = dashboard
     alerts_skip = None if demo_run else alerts_not_configured(child_settings)
     table = [_with_env(s, extra_env) for s in services(child_settings, alerts_skip=alerts_skip)]

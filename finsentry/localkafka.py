@@ -56,6 +56,15 @@ def kafka_version(pom: Path = DEPLOY_DIR / "pom.xml") -> str:
     return match.group(1)
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding. Like Kafka's own
+    Uuid.randomUuid, never one starting with "-", which kafka-storage would take for an option."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def port_is_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -215,7 +224,7 @@ class LocalKafka:
         if (self.data_dir / "meta.properties").is_file():
             return False
         self.logs_dir.mkdir(parents=True, exist_ok=True)
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         command = self._java_command(
             lib,
             STORAGE_TOOL_CLASS,

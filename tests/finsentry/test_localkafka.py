@@ -30,7 +30,7 @@ def broker_settings(tmp_path: Path, **overrides: object) -> Settings:
 @pytest.mark.unit
 def test_regression_cluster_id_never_starts_with_a_dash() -> None:
     """kafka-storage read a cluster id like "-Xb3..." as an option and refused to format
-    (seen once in 64 starts: the session broker of a test run failed with it)."""
+    (one chance in 64 per new broker; it hit the session broker of a test run)."""
     ids = [new_cluster_id() for _ in range(5_000)]
     assert not [i for i in ids if i.startswith("-")]
     assert {len(i) for i in ids} == {22}

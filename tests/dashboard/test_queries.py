@@ -13,7 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dashboard.queries import DashboardQueries, PostFilter, QueryError
-from finsentry.config import Settings
 from finsentry.schema import SignalPoint
 from finsentry.store import Store, metadata
 from tests.dashboard.known_data import (
@@ -30,24 +29,11 @@ from tests.dashboard.known_data import (
 )
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", marks=pytest.mark.unit),
-        pytest.param("postgresql", marks=pytest.mark.integration),
-    ]
-)
-def queries(request: pytest.FixtureRequest, settings: Settings) -> Iterator[DashboardQueries]:
-    """The known data on SQLite (a file) and on PostgreSQL (a real server, dropped after)."""
-    if request.param == "sqlite":
-        url = settings.database_url
-    else:
-        url = request.getfixturevalue("postgres_url")
-    store = Store(url)
-    fill(store)
-    yield DashboardQueries(store)
-    if store.dialect == "postgresql":
-        metadata.drop_all(store.engine)
-    store.close()
+@pytest.fixture
+def queries(sql_store: Store) -> DashboardQueries:
+    """The known data on SQLite and on PostgreSQL (``sql_store``, tests/conftest.py)."""
+    fill(sql_store)
+    return DashboardQueries(sql_store)
 
 
 END = T0 + WINDOWS * WINDOW

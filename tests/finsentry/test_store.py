@@ -89,7 +89,10 @@ def test_times_come_back_aware_utc(store: Store) -> None:
     assert row["published_at"].tzinfo is not None
 
 
-@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(batch=st.lists(scored_posts(), max_size=8), repeats=st.integers(1, 3))
 def test_any_batch_replayed_counts_once(
     store: Store, batch: list[ScoredPost], repeats: int
@@ -122,7 +125,10 @@ def test_signal_points_upsert_by_key_and_window(store: Store) -> None:
     assert (series[0]["count"], series[0]["z"], series[0]["is_spike"]) == (4, 3.5, True)
 
 
-@settings(max_examples=20, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=20,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(points=st.lists(signal_points(), max_size=10))
 def test_signal_points_replayed_count_once(store: Store, points: list[SignalPoint]) -> None:
     store.upsert_signal_points(points)

@@ -248,7 +248,8 @@ def list_versions() -> None:
     for row in _registry_call(lambda r: r.versions()):
         status = "current" if row["is_current"] else row["status"]
         accs = ", ".join(
-            f"{k} {v['accuracy']:.3f}" for k, v in row["metrics"].get("test", {}).items()
+            f"{k} {v['accuracy']:.3f}" + (f" (n={v['n']})" if "n" in v else "")
+            for k, v in row["metrics"].get("test", {}).items()
         )
         typer.echo(
             f"{status:<9}  {row['version']}  {row['created_at']:%Y-%m-%d %H:%M}  {row['path']}"

@@ -107,9 +107,11 @@ class Registry:
 
 
 def _headline(test: dict[str, Any]) -> dict[str, Any]:
-    """Accuracy and macro-F1 per test set: what a version listing needs, not the matrices."""
+    """Accuracy, macro-F1 and size per test set: what a version listing needs, not the
+    matrices. A retraining candidate's test sets may be the gate's sample (see ``n``)."""
     return {
-        name: {"accuracy": r["accuracy"], "macro_f1": r["macro_f1"]} for name, r in test.items()
+        name: {"accuracy": r["accuracy"], "macro_f1": r["macro_f1"], "n": r["n"]}
+        for name, r in test.items()
     }
 
 

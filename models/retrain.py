@@ -34,7 +34,7 @@ from finsentry.store import Store
 from models.data import Example
 from models.gate import decide, headline
 from models.registry import Registry
-from models.retrain_data import feedback_examples, retrain_data
+from models.retrain_data import FeedbackSet, feedback_examples, retrain_data
 from models.splits import build_splits
 from models.train import TrainConfig, TrainingInterrupted, resolve_device, train
 from models.updates import publish_model_update
@@ -206,7 +206,7 @@ def _run(
     return outcome
 
 
-def _feedback(store: Store) -> Any:
+def _feedback(store: Store) -> FeedbackSet:
     rows = store.feedback_labels()
     texts: dict[str, str | None] = {}
     for post_id in {str(row["post_id"]) for row in rows}:

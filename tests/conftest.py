@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from finsentry.config import Settings, load_settings
 from finsentry.localkafka import LocalKafka
@@ -19,6 +21,12 @@ from finsentry.store import Store, metadata
 from tests.support import free_port
 
 TEST_BOOTSTRAP_ENV = "FINSENTRY_TEST_KAFKA_BOOTSTRAP"
+
+# Property tests check behaviour, not speed: a busy 2-core machine must not fail them on time.
+hypothesis_settings.register_profile(
+    "finsentry", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.load_profile("finsentry")
 
 
 def pytest_configure(config: pytest.Config) -> None:

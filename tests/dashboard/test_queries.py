@@ -260,7 +260,7 @@ long_ranges = st.tuples(
 )
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 @given(span=long_ranges)
 def test_merged_series_from_rollups_equal_merging_the_windows(long_store, span) -> None:
     """Whatever mix of daily, hourly and raw spans serves a range, the numbers shown are
@@ -285,7 +285,7 @@ def test_merged_series_from_rollups_equal_merging_the_windows(long_store, span) 
             )
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 @given(span=long_ranges, limit=st.integers(1, 3))
 def test_ticker_ranking_and_heatmap_from_rollups_equal_the_windows(long_store, span, limit):
     store, points = long_store

@@ -93,7 +93,10 @@ def test_times_come_back_aware_utc(store: Store) -> None:
     assert row["published_at"].tzinfo is not None
 
 
-@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(batch=st.lists(scored_posts(), max_size=8), repeats=st.integers(1, 3))
 def test_any_batch_replayed_counts_once(
     store: Store, batch: list[ScoredPost], repeats: int
@@ -130,7 +133,8 @@ def test_signal_points_upsert_by_key_and_window(store: Store) -> None:
 
 
 @settings(
-    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=20,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(points=st.lists(signal_points(), max_size=10))
 def test_signal_points_replayed_count_once(store: Store, points: list[SignalPoint]) -> None:
@@ -220,7 +224,8 @@ close_points = st.builds(
 
 
 @settings(
-    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=30,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
     batches=st.lists(st.lists(close_points, max_size=12), min_size=1, max_size=5),

@@ -112,15 +112,21 @@ def test_a_worse_candidate_is_rejected_with_the_reason_kept_and_never_served(
         store.close()
     assert model_updates(settings) == []
 
+    from finsentry.config import get_settings
     from models.cli import models_app
 
     monkeypatch.setenv("FINSENTRY_STORE_URL", settings.database_url)
-    from finsentry.config import get_settings
-
+    monkeypatch.setenv("FINSENTRY_KAFKA_BOOTSTRAP", settings.bootstrap_servers)
+    monkeypatch.setenv("FINSENTRY_KAFKA_TOPIC_PREFIX", settings.kafka_topic_prefix)
     get_settings.cache_clear()
-    listed = CliRunner().invoke(models_app, ["runs"])
-    get_settings.cache_clear()
+    runner = CliRunner()
+    listed = runner.invoke(models_app, ["runs"])
     assert f"rejected     {SHIPPED_VERSION} -> {outcome.candidate_version}" in listed.output
+    forced = runner.invoke(models_app, ["promote", candidate["version"], "--force", "--publish"])
+    get_settings.cache_clear()
+    assert forced.exit_code == 0, forced.output
+    (update,) = [json.loads(raw) for raw in model_updates(settings)]
+    assert update["version"] == candidate["version"]
 
 
 def current_model_errors(splits: Splits) -> list[tuple[str, str, str]]:

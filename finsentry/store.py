@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -25,24 +26,33 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Select,
     String,
     Table,
     Text,
     TypeDecorator,
+    bindparam,
+    case,
+    cast,
     create_engine,
     delete,
     event,
+    extract,
     func,
     inspect,
+    literal,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.sql.elements import ColumnElement
 
+from finsentry.rollups import HOUR, RESOLUTIONS, bucket_of, from_epoch
 from finsentry.schema import Alert, Post, ScoredPost, SignalPoint
 
 
@@ -124,6 +134,34 @@ signal_points = Table(
     Index("ix_signal_points_window_start", "window_start", "key", "count", "neg_share"),
     sqlite_with_rowid=False,
 )
+
+# Hourly, three-hourly and daily sums of the signal points per key, kept in step with them in
+# the same transaction, so that long ranges read a few rows per key instead of every window
+# (see finsentry/rollups.py). Sums rather than means: merged buckets stay exact and count-weighted
+# (mean score = score_sum / count, negative share = neg_sum / count).
+signal_rollups = Table(
+    "signal_rollups",
+    metadata,
+    # Key first: a key's buckets at one resolution are one contiguous read (series, heatmap),
+    # and SQLite cannot mistake the primary key for a path to a range of all keys (ranking).
+    Column("key", String(220), primary_key=True),
+    Column("resolution_s", Integer, primary_key=True),
+    Column("bucket_epoch", BigInteger, primary_key=True),  # UTC epoch second the bucket starts
+    Column("window_end", UtcDateTime, nullable=False),  # the latest window end in the bucket
+    Column("windows", Integer, nullable=False),
+    Column("count", BigInteger, nullable=False),
+    Column("score_sum", Float, nullable=False),
+    Column("neg_sum", Float, nullable=False),
+    Column("baseline_sum", Float, nullable=False),
+    Column("baseline_n", Integer, nullable=False),  # windows with a baseline
+    Column("z_max", Float),
+    Column("spikes", Integer, nullable=False),  # windows that were spikes
+    # Covers the ranking of keys over a range (all keys, one resolution) index-only.
+    Index("ix_signal_rollups_bucket", "resolution_s", "bucket_epoch", "key", "count"),
+    sqlite_with_rowid=False,
+)
+# The rollup columns a coarser bucket sums from the finer ones (``z_max`` is a max).
+ROLLUP_SUMS = ("windows", "count", "score_sum", "neg_sum", "baseline_sum", "baseline_n", "spikes")
 
 alerts = Table(
     "alerts",
@@ -216,6 +254,12 @@ job_state = Table(
     Column("updated_at", UtcDateTime, nullable=False),
 )
 
+# One transaction-scoped lock per key, taken in key order (so two writers cannot deadlock);
+# PostgreSQL evaluates the volatile lock calls after the ORDER BY.
+LOCK_KEYS = text(
+    "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) "
+    "FROM unnest(CAST(:keys AS text[])) WITH ORDINALITY AS t(k, n) ORDER BY n"
+)
 VERDICT_COLUMNS = ("sentiment", "sentiment_probs", "score", "topic", "topic_probs", "model_version")
 DELIVERY_STATUSES = ("pending", "retrying", "delivered", "failed")
 RETRAIN_DECISIONS = ("running", "promoted", "rejected", "skipped", "interrupted", "failed")
@@ -228,6 +272,13 @@ class StoreError(RuntimeError):
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def sql_epoch_seconds(column: Any, dialect: str) -> ColumnElement[int]:
+    """A stored time as whole UTC epoch seconds, in SQL (the rollup buckets' unit)."""
+    if dialect == "sqlite":
+        return cast(func.strftime("%s", column), Integer)
+    return cast(func.floor(extract("epoch", column)), BigInteger)
 
 
 def _set_sqlite_pragmas(dbapi_conn: DBAPIConnection, record: ConnectionPoolEntry) -> None:
@@ -274,6 +325,7 @@ class Store:
         if create:
             metadata.create_all(self.engine)
             _add_status_column(self.engine)
+            self._fill_empty_rollups()
 
     @property
     def dialect(self) -> str:
@@ -343,14 +395,120 @@ class Store:
 
     # signal points ----------------------------------------------------------------------
     def upsert_signal_points(self, points: Iterable[SignalPoint]) -> int:
+        """Write closed windows and, in the same transaction, the rollups they fall in.
+
+        The touched hourly buckets are recomputed from the windows and the touched days from
+        those hours (never incremented), so re-sending a window cannot count it twice.
+        """
         now = _now()
         unique = {(p.key, p.window_start): p for p in points}
         rows = [
             {**p.model_dump(exclude={"schema_version"}), "updated_at": now} for p in unique.values()
         ]
+        if not rows:
+            return 0
         with self.begin() as conn:
+            if self.dialect == "postgresql":
+                # Writers of the same key take turns, so each recomputation sees the windows
+                # another writer committed just before (READ COMMITTED would miss them).
+                conn.execute(LOCK_KEYS, {"keys": sorted({p.key for p in unique.values()})})
             self._upsert(conn, signal_points, rows, ["key", "window_start"])
+            self._refresh_rollups(conn, unique.values())
         return len(rows)
+
+    def _refresh_rollups(self, conn: Connection, points: Iterable[SignalPoint]) -> None:
+        """Recompute the hours the points fall in from the windows, then each coarser
+        resolution's touched buckets from the next finer one."""
+        hours = sorted({(p.key, bucket_of(p.window_start, HOUR)) for p in points})
+        from_points = self._rollup_from_points(
+            signal_points.c.key == bindparam("k"),
+            signal_points.c.window_start >= bindparam("lo", type_=UtcDateTime),
+            signal_points.c.window_start < bindparam("hi", type_=UtcDateTime),
+        )
+        conn.execute(
+            from_points,
+            [{"k": k, "lo": from_epoch(h), "hi": from_epoch(h + HOUR)} for k, h in hours],
+        )
+        for coarse, fine in _coarser_steps():
+            touched = sorted({(key, hour // coarse * coarse) for key, hour in hours})
+            from_finer = self._rollup_from_finer(
+                coarse,
+                fine,
+                signal_rollups.c.key == bindparam("k"),
+                signal_rollups.c.bucket_epoch >= bindparam("lo"),
+                signal_rollups.c.bucket_epoch < bindparam("hi"),
+            )
+            conn.execute(from_finer, [{"k": k, "lo": b, "hi": b + coarse} for k, b in touched])
+
+    def _rollup_from_points(self, *conditions: ColumnElement[bool]) -> Any:
+        """Upsert of the hourly rollups of the windows matching ``conditions``."""
+        sp = signal_points
+        bucket = sql_epoch_seconds(sp.c.window_start, self.dialect) // HOUR * HOUR
+        query = (
+            select(
+                sp.c.key,
+                literal(HOUR).label("resolution_s"),
+                bucket.label("bucket_epoch"),
+                func.max(sp.c.window_end).label("window_end"),
+                func.count().label("windows"),
+                func.sum(sp.c.count).label("count"),
+                func.sum(sp.c.mean_score * sp.c.count).label("score_sum"),
+                func.sum(sp.c.neg_share * sp.c.count).label("neg_sum"),
+                func.coalesce(func.sum(sp.c.baseline), 0.0).label("baseline_sum"),
+                func.count(sp.c.baseline).label("baseline_n"),
+                func.max(sp.c.z).label("z_max"),
+                func.sum(case((sp.c.is_spike, 1), else_=0)).label("spikes"),
+            )
+            .where(*conditions)
+            .group_by(sp.c.key, bucket)
+        )
+        return self._upsert_rollups(query)
+
+    def _rollup_from_finer(self, coarse: int, fine: int, *conditions: ColumnElement[bool]) -> Any:
+        """Upsert of the ``coarse`` rollups of the ``fine`` rollups matching ``conditions``."""
+        ro = signal_rollups
+        bucket = ro.c.bucket_epoch // coarse * coarse
+        query = (
+            select(
+                ro.c.key,
+                literal(coarse).label("resolution_s"),
+                bucket.label("bucket_epoch"),
+                func.max(ro.c.window_end).label("window_end"),
+                *(func.sum(ro.c[name]).label(name) for name in ROLLUP_SUMS),
+                func.max(ro.c.z_max).label("z_max"),
+            )
+            .where(ro.c.resolution_s == fine, *conditions)
+            .group_by(ro.c.key, bucket)
+        )
+        return self._upsert_rollups(query)
+
+    def _upsert_rollups(self, query: Select[Any]) -> Any:
+        insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        names = list(query.selected_columns.keys())  # each labelled as its column
+        stmt = insert(signal_rollups).from_select(names, query)
+        keys = ("key", "resolution_s", "bucket_epoch")
+        return stmt.on_conflict_do_update(
+            index_elements=list(keys),
+            set_={name: stmt.excluded[name] for name in names if name not in keys},
+        )
+
+    def _fill_empty_rollups(self) -> None:
+        """Migration for stores written before the rollups existed: derive them once, from
+        every stored window, when the rollup table is empty and the windows are not."""
+        with self.engine.connect() as conn:
+            if conn.execute(select(signal_rollups.c.key).limit(1)).first() is not None:
+                return
+            if conn.execute(select(signal_points.c.key).limit(1)).first() is None:
+                return
+        with self.begin() as conn:
+            if self.dialect == "postgresql":
+                # Writers wait until the rollups are derived, so none of their windows is
+                # missed by the snapshot these statements read (SQLite has one writer anyway).
+                conn.execute(text("LOCK TABLE signal_points IN SHARE MODE"))
+            # ``WHERE true``: SQLite needs a WHERE to parse an upsert of a SELECT.
+            conn.execute(self._rollup_from_points(true()))
+            for coarse, fine in _coarser_steps():
+                conn.execute(self._rollup_from_finer(coarse, fine, true()))
 
     def signal_series(
         self, key: str, start: datetime | None = None, end: datetime | None = None
@@ -591,6 +749,12 @@ class Store:
         with self.engine.connect() as conn:
             row = conn.execute(select(job_state.c.value).where(job_state.c.name == name)).first()
         return default if row is None else row[0]
+
+
+def _coarser_steps() -> list[tuple[int, int]]:
+    """(coarse, fine) resolution pairs, finest first: each level is summed from the one below."""
+    finest_first = RESOLUTIONS[::-1]
+    return list(zip(finest_first[1:], finest_first[:-1], strict=True))
 
 
 def _add_status_column(engine: Engine) -> None:

@@ -12,6 +12,7 @@ from finsentry.cli_settings import settings_or_exit
 from finsentry.kafka_cli import kafka_app
 from ingest.cli import ingest_app
 from models.cli import classify_command, evaluate_command, models_app, train_command
+from stream.backfill_cli import backfill
 from stream.cli import worker
 
 app = typer.Typer(
@@ -28,6 +29,7 @@ app.add_typer(models_app, name="models")
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
 app.command("classify")(classify_command)
+app.command("backfill")(backfill)
 
 
 @app.command("config")

@@ -208,7 +208,10 @@ def mapping_for(path: Path, options: MappingOptions) -> ColumnMapping:
     if options.preset or options.overrides:
         base = PRESETS[options.preset or "generic"]
     else:
-        base = detect_mapping(header)
+        try:
+            base = detect_mapping(header)
+        except ReplayError as exc:
+            raise ReplayError(f"{path}: {exc}") from exc
     return with_overrides(base, options.overrides, **changes).fit_header(header, path)
 
 

@@ -156,7 +156,7 @@ def plan_inputs(paths: Sequence[Path], options: MappingOptions) -> list[InputFil
         fingerprint = rows_fingerprint(path, mapping, sort=True)
         planned.append(InputFile(path, mapping, source_name(path, mapping), fingerprint))
     if problems:
-        raise BackfillError("; ".join(problems))
+        raise BackfillError("\n".join(problems))
     return planned
 
 

@@ -23,6 +23,7 @@ from finsentry.store import Store, metadata
 
 GUARDIAN = REPO_ROOT / "data" / "fin_news_headlines" / "guardian_headlines.csv"
 ROOT = Path(__file__).resolve().parents[2]
+HALF_MARCH = ("--from", "2020-03-01", "--to", "2020-03-15")
 # Wall-clock columns: when a row was written, not what was computed.
 WALL_CLOCK = {"received_at", "stored_at", "updated_at", "created_at"}
 
@@ -123,20 +124,20 @@ def _computed(table: str, row: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.integration
 def test_a_second_run_changes_nothing(tmp_path: Path) -> None:
     data = guardian_slice(tmp_path / "march.csv", ("March 2020",))
-    first = backfill(tmp_path, data)
+    first = backfill(tmp_path, data, *HALF_MARCH)
     assert first.returncode == 0, first.stderr
     assert "backfill complete" in first.stdout
     before = dump(tmp_path / "store.db")
-    assert len(before["posts"]) > 500 and len(before["signal_points"]) > 100
+    assert len(before["posts"]) > 300 and len(before["signal_points"]) > 100
     assert all(row["is_backfill"] for row in before["posts"])
     assert all(row["is_backfill"] for row in before["alerts"])
 
-    second = backfill(tmp_path, data)
+    second = backfill(tmp_path, data, *HALF_MARCH)
     assert second.returncode == 0, second.stderr
     assert "already complete (checkpoint); nothing to do" in second.stdout
     assert dump(tmp_path / "store.db") == before  # not a row, not a timestamp changed
 
-    again = backfill(tmp_path, data, "--restart")
+    again = backfill(tmp_path, data, *HALF_MARCH, "--restart")
     assert again.returncode == 0, again.stderr
     assert "backfill complete" in again.stdout
     assert dump(tmp_path / "store.db", ignore_wall_clock=True) == {
@@ -158,7 +159,7 @@ def processes() -> Iterator[list[subprocess.Popen[str]]]:
 def test_killed_run_resumes_to_the_same_store(
     tmp_path: Path, processes: list[subprocess.Popen[str]]
 ) -> None:
-    data = guardian_slice(tmp_path / "spring.csv", ("February 2020", "March 2020"))
+    data = guardian_slice(tmp_path / "march.csv", ("March 2020",))
     small_batches = {
         "FINSENTRY_BACKFILL_BATCH_SIZE": "16",
         "FINSENTRY_BACKFILL_CHECKPOINT_INTERVAL_S": "0",
@@ -169,7 +170,7 @@ def test_killed_run_resumes_to_the_same_store(
     process = subprocess.Popen(
         command,
         env=cli_env(killed, **small_batches),
-        stdout=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         text=True,
     )
@@ -192,7 +193,7 @@ def test_killed_run_resumes_to_the_same_store(
     assert whole.returncode == 0, whole.stderr
     resumed_store = dump(killed / "store.db", ignore_wall_clock=True)
     assert resumed_store == dump(calm / "store.db", ignore_wall_clock=True)
-    assert len(resumed_store["posts"]) > 900 and resumed_store["alerts"]
+    assert len(resumed_store["posts"]) > 700 and resumed_store["alerts"]
 
 
 def _job_state(db: Path) -> dict[str, Any] | None:

@@ -84,6 +84,7 @@ class BackfillSummary:
     seconds: float = 0.0
     notified: bool = False
     published: int | None = None  # --via-kafka: posts handed to the pipeline
+    spilled_runs: int = 0  # sorted runs the external sort wrote to disk (0: sorted in memory)
 
     def lines(self) -> list[str]:
         c = self.counters
@@ -297,6 +298,7 @@ def run_backfill(
         _read(order, progress)
         run = BackfillRun(settings, scorer, files=len(files), snapshot=snapshot)
         summary = BackfillSummary(order.reports, run.counters, order.total, run.position)
+        summary.spilled_runs = order.spilled_runs
         summary.notified = notify is not None
         writer = StoreWriter(store, checkpoints.key, notify=notify)
         try:

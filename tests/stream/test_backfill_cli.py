@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import os
 import signal
 import subprocess
@@ -17,26 +16,14 @@ from sqlalchemy.exc import OperationalError
 from typer.testing import CliRunner
 
 from finsentry.cli import app
-from finsentry.config import REPO_ROOT
 from finsentry.runtime import wait_until
 from finsentry.store import Store, metadata
+from tests.stream.backfill_data import guardian_slice
 
-GUARDIAN = REPO_ROOT / "data" / "fin_news_headlines" / "guardian_headlines.csv"
 ROOT = Path(__file__).resolve().parents[2]
 HALF_MARCH = ("--from", "2020-03-01", "--to", "2020-03-15")
 # Wall-clock columns: when a row was written, not what was computed.
 WALL_CLOCK = {"received_at", "stored_at", "updated_at", "created_at"}
-
-
-def guardian_slice(path: Path, months: tuple[str, ...]) -> Path:
-    """The bundled Guardian rows of the given months ('March 2020'), in file order."""
-    with GUARDIAN.open(encoding="utf-8", newline="") as source:
-        rows = list(csv.reader(source))
-    header, body = rows[0], rows[1:]
-    kept = [row for row in body if row and row[0].strip().endswith(months)]
-    with path.open("w", encoding="utf-8", newline="") as target:
-        csv.writer(target).writerows([header, *kept])
-    return path
 
 
 @pytest.mark.unit

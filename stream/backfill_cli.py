@@ -162,13 +162,19 @@ def _alert_publisher(
     """Alerts onto the alerts topic, keyed by alert key as the stream sends them; returns
     only once Kafka acknowledged all (the checkpoint is written after)."""
     from kafka import KafkaProducer
+    from kafka.errors import KafkaError
 
-    producer = KafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers,
-        client_id="finsentry-backfill-alerts",
-        acks="all",
-        enable_idempotence=True,
-    )
+    try:
+        producer = KafkaProducer(
+            bootstrap_servers=settings.bootstrap_servers,
+            client_id="finsentry-backfill-alerts",
+            acks="all",
+            enable_idempotence=True,
+        )
+    except KafkaError as exc:
+        typer.echo(f"error: --notify: cannot reach Kafka at {settings.bootstrap_servers}: {exc!r}",
+                   err=True)  # fmt: skip
+        raise typer.Exit(1) from exc
     topic = settings.topic("alerts")
 
     def publish(alerts: Sequence[Alert]) -> None:

@@ -255,11 +255,33 @@ def _already_complete(checkpoint: dict[str, Any]) -> BackfillSummary:
     )
 
 
-def _read(order: EventOrder, progress: bool) -> None:
-    with tqdm(unit="row", desc="reading", disable=not progress) as bar:
-        order.on_row = lambda: bar.update()
-        order.read()
+def _read(
+    files: Sequence[InputFile],
+    time_range: TimeRange,
+    settings: Settings,
+    checkpoints: _Checkpoints,
+    extractor: TickerExtractor,
+    on_reject: Callable[[InputFile, Rejection], None] | None,
+    progress: bool,
+) -> EventOrder:
+    """Every file read, mapped and sorted, with a progress bar; use the result in ``with``."""
+    order = EventOrder(
+        files,
+        time_range,
+        received_at=checkpoints.started_at,
+        extractor=extractor,
+        run_size=settings.backfill_sort_run_posts,
+        on_reject=on_reject,
+    )
+    try:
+        with tqdm(unit="row", desc="reading", disable=not progress) as bar:
+            order.on_row = lambda: bar.update()
+            order.read()
+    except BaseException:
+        order.__exit__(None, None, None)
+        raise
     order.on_row = None
+    return order
 
 
 def run_backfill(
@@ -287,15 +309,7 @@ def run_backfill(
         return _already_complete(checkpoint)
     snapshot = checkpoint["state"] if checkpoint is not None else None
     started = time.perf_counter()
-    with EventOrder(
-        files,
-        time_range,
-        received_at=checkpoints.started_at,
-        extractor=extractor,
-        run_size=settings.backfill_sort_run_posts,
-        on_reject=on_reject,
-    ) as order:
-        _read(order, progress)
+    with _read(files, time_range, settings, checkpoints, extractor, on_reject, progress) as order:
         run = BackfillRun(settings, scorer, files=len(files), snapshot=snapshot)
         summary = BackfillSummary(order.reports, run.counters, order.total, run.position)
         summary.spilled_runs = order.spilled_runs
@@ -357,15 +371,7 @@ def publish_backfill(
     position = int(checkpoint["position"]) if checkpoint else 0
     file_done = [f["posts_done"] for f in checkpoint["files"]] if checkpoint else [0] * len(files)
     started = time.perf_counter()
-    with EventOrder(
-        files,
-        time_range,
-        received_at=checkpoints.started_at,
-        extractor=extractor,
-        run_size=settings.backfill_sort_run_posts,
-        on_reject=on_reject,
-    ) as order:
-        _read(order, progress)
+    with _read(files, time_range, settings, checkpoints, extractor, on_reject, progress) as order:
         counters = Counters(read=position)
         summary = BackfillSummary(order.reports, counters, order.total, position, published=0)
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import csv
-import time
 from datetime import datetime
 from pathlib import Path
 
-from finsentry.config import REPO_ROOT, Settings
+from finsentry.config import REPO_ROOT
 from ingest.timeparse import TimeParseError, parse_day
 from stream.backfill_input import TimeRange
 
@@ -44,28 +43,3 @@ def copy_range(source: Path, target: Path, time_range: TimeRange) -> datetime:
         csv.writer(handle).writerows(kept)
     assert latest is not None, f"no row of {source} in {time_range.describe()}"
     return latest
-
-
-def read_topic(settings: Settings, name: str, timeout_s: float = 60.0) -> list[tuple[int, bytes]]:
-    """(partition, value) of everything on a topic now: reads to the end offsets, then stops."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    topic = settings.topic(name)
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
-    try:
-        partitions = [
-            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))
-        ]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning()
-        end = consumer.end_offsets(partitions)
-        records: list[tuple[int, bytes]] = []
-        deadline = time.monotonic() + timeout_s
-        while any(consumer.position(tp) < end[tp] for tp in partitions):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{topic}: could not read to the end offsets {end}")
-            for batch in consumer.poll(timeout_ms=500).values():
-                records.extend((r.partition, r.value) for r in batch)
-        return records
-    finally:
-        consumer.close()

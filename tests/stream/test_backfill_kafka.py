@@ -12,8 +12,9 @@ from finsentry.config import Settings
 from finsentry.schema import Alert, Post
 from finsentry.store import Store, alerts
 from finsentry.topics import ensure_topics
-from tests.stream.backfill_data import guardian_slice, read_topic
+from tests.stream.backfill_data import guardian_slice
 from tests.stream.test_backfill_cli import backfill
+from tests.support import read_to_end
 
 pytestmark = pytest.mark.integration
 
@@ -41,9 +42,7 @@ def test_via_kafka_publishes_each_post_once_in_event_time_order(
     env = broker_env(topics)
     first = backfill(tmp_path, data, "--via-kafka", "--from", "2020-03-10", **env)
     assert first.returncode == 0, first.stderr
-    records = [
-        (partition, Post.from_json(value)) for partition, value in read_topic(topics, "posts")
-    ]
+    records = [(r.partition, Post.from_json(r.value)) for r in read_to_end(topics, "posts")]
     published = int(first.stdout.split("published ")[1].split()[0])
     assert len(records) == published > 300
     assert len({post.id for _, post in records}) == published
@@ -54,7 +53,7 @@ def test_via_kafka_publishes_each_post_once_in_event_time_order(
 
     second = backfill(tmp_path, data, "--via-kafka", "--from", "2020-03-10", **env)
     assert "already complete" in second.stdout and "published 0 posts" in second.stdout
-    assert len(read_topic(topics, "posts")) == published
+    assert len(read_to_end(topics, "posts")) == published
 
 
 def test_notify_publishes_the_alerts_for_the_alerts_service(
@@ -73,7 +72,7 @@ def test_notify_publishes_the_alerts_for_the_alerts_service(
     )
     assert run.returncode == 0, run.stderr
     assert "published to the alerts topic" in run.stdout
-    sent = [Alert.from_json(value) for _, value in read_topic(topics, "alerts")]
+    sent = [Alert.from_json(r.value) for r in read_to_end(topics, "alerts")]
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     try:
         with store.engine.connect() as conn:

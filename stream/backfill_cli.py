@@ -44,9 +44,7 @@ def backfill(
     ] = None,
     notify: Annotated[
         bool,
-        typer.Option(
-            help="Publish the alerts found to the alerts topic (the alerts service sends)"
-        ),
+        typer.Option(help="Publish the alerts found to the alerts topic, for delivery"),
     ] = False,
     via_kafka: Annotated[
         bool,

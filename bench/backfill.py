@@ -7,7 +7,9 @@
    store writes, checkpoint. Ratio = backfill posts/s / engine posts/s (target >= 0.9).
 2. memory: a synthetic file of S rows per size (the headlines repeated with a counter, so no
    row is a duplicate, times spread over a year), one fresh process per size, peak RSS.
-Each part runs in its own subprocess, so that every peak RSS is its own.
+Each part runs in its own subprocess, so that every peak RSS is its own. Rates are also given
+per second of the process's CPU time: on a shared machine the wall-clock ratio moves with the
+other load (a process with more busy threads gets a larger share), the CPU-time one much less.
 
     .venv/bin/python -m bench.backfill [--rows 2000] [--sizes 10000,100000]
 
@@ -71,7 +73,7 @@ def settings_for(work: Path) -> Settings:
     return load_settings(data_dir=work / "var", store_url=f"sqlite:///{work / 'store.db'}")
 
 
-def backfill(settings: Settings, path: Path, engine: Any) -> tuple[float, Any]:
+def backfill(settings: Settings, path: Path, engine: Any) -> tuple[float, float, Any]:
     from finsentry.store import Store
     from ingest.replay import MappingOptions
     from ingest.tickers import default_extractor
@@ -80,7 +82,7 @@ def backfill(settings: Settings, path: Path, engine: Any) -> tuple[float, Any]:
 
     store = Store(settings.database_url)
     extractor = default_extractor()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     summary = run_backfill(
         plan_inputs([path], MappingOptions()),
         TimeRange(),
@@ -90,17 +92,19 @@ def backfill(settings: Settings, path: Path, engine: Any) -> tuple[float, Any]:
         extractor=extractor,
         progress=False,
     )
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     store.close()
     assert summary.completed and summary.counters.scored == summary.total, summary.lines()
-    return seconds, summary
+    return seconds, cpu, summary
 
 
-def engine_rate(engine: Any, texts: list[str], batch: int) -> float:
-    started = time.perf_counter()
+def engine_rate(engine: Any, texts: list[str], batch: int) -> tuple[float, float]:
+    """Posts per second of wall time and per second of this process's CPU time."""
+    started, cpu = time.perf_counter(), time.process_time()
     for start in range(0, len(texts), batch):
         engine.classify(texts[start : start + batch])
-    return len(texts) / (time.perf_counter() - started)
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return len(texts) / wall, len(texts) / cpu
 
 
 def child(mode: str, rows: int) -> dict[str, Any]:
@@ -116,17 +120,22 @@ def child(mode: str, rows: int) -> dict[str, Any]:
     try:
         if mode == "throughput":
             batch = settings.backfill_batch_size
-            before = engine_rate(engine, titles, batch)
-            seconds, summary = backfill(settings, path, engine)
-            after = engine_rate(engine, titles, batch)
-            result |= {"engine_before": before, "engine_after": after}
+            before, before_cpu = engine_rate(engine, titles, batch)
+            seconds, cpu, summary = backfill(settings, path, engine)
+            after, after_cpu = engine_rate(engine, titles, batch)
+            result |= {
+                "engine_before": before,
+                "engine_after": after,
+                "engine_cpu_rate": (before_cpu + after_cpu) / 2,
+            }
         else:
-            seconds, summary = backfill(settings, path, engine)
+            seconds, cpu, summary = backfill(settings, path, engine)
     finally:
         engine.close()
     result |= {
         "seconds": seconds,
         "backfill_rate": summary.counters.scored / seconds,
+        "backfill_cpu_rate": summary.counters.scored / cpu,
         "windows": summary.counters.windows,
         "spilled_runs": summary.spilled_runs,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -175,6 +184,11 @@ def main() -> None:
     print(f"{'engine alone, mean (baseline)':<44}{engine:>10.1f}{1.0:>11.2f}")
     label = f"backfill, {args.rows} rows end to end"
     print(f"{label:<44}{speed['backfill_rate']:>10.1f}{speed['backfill_rate'] / engine:>11.2f}")
+    cpu_engine, cpu_backfill = speed["engine_cpu_rate"], speed["backfill_cpu_rate"]
+    print(f"{'engine alone, per CPU second':<44}{cpu_engine:>10.1f}{1.0:>11.2f}")
+    print(
+        f"{'backfill, per CPU second':<44}{cpu_backfill:>10.1f}{cpu_backfill / cpu_engine:>11.2f}"
+    )
     print(f"\n{'rows':>8}{'sort runs':>11}{'seconds':>10}{'posts/s':>10}{'windows':>10}"
           f"{'peak RSS MB':>13}")  # fmt: skip
     for m in memory:

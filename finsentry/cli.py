@@ -12,6 +12,7 @@ from finsentry.cli_settings import settings_or_exit
 from finsentry.kafka_cli import kafka_app
 from ingest.cli import ingest_app
 from models.cli import classify_command, evaluate_command, models_app, train_command
+from models.retrain_cli import retrain_command, scheduler_command
 from stream.backfill_cli import backfill
 from stream.cli import worker
 
@@ -29,6 +30,8 @@ app.add_typer(models_app, name="models")
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
 app.command("classify")(classify_command)
+app.command("retrain")(retrain_command)
+app.command("scheduler")(scheduler_command)
 app.command("backfill")(backfill)
 
 

@@ -33,7 +33,9 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    inspect,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -180,6 +182,29 @@ model_versions = Table(
     Column("data_fingerprint", String(128), nullable=False),
     Column("training_config", JSON, nullable=False),
     Column("is_current", Boolean, nullable=False, default=False),
+    # candidate (registered, never served), promoted (was or is current), rejected (failed
+    # the retraining gate: never made current without force). "current" is is_current.
+    Column("status", String(16), nullable=False, default="candidate"),
+)
+
+# One row per retraining run (models/retrain.py): what it trained on, both models' gate
+# metrics, and the decision with its reason.
+retrain_runs = Table(
+    "retrain_runs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("trigger", String(16), nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime),
+    Column("decision", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("current_version", String(200)),
+    Column("candidate_version", String(200)),
+    Column("data_fingerprint", String(128)),
+    Column("current_metrics", JSON),
+    Column("candidate_metrics", JSON),
+    Column("details", JSON, nullable=False),
+    Index("ix_retrain_runs_started_at", "started_at"),
 )
 
 # Small durable state of long-running jobs: RSS feed ETags, replay and backfill checkpoints.
@@ -193,6 +218,7 @@ job_state = Table(
 
 VERDICT_COLUMNS = ("sentiment", "sentiment_probs", "score", "topic", "topic_probs", "model_version")
 DELIVERY_STATUSES = ("pending", "retrying", "delivered", "failed")
+RETRAIN_DECISIONS = ("running", "promoted", "rejected", "skipped", "interrupted", "failed")
 FEEDBACK_FIELDS = ("sentiment", "topic")
 
 
@@ -247,6 +273,7 @@ class Store:
         self.engine = make_engine(url)
         if create:
             metadata.create_all(self.engine)
+            _add_status_column(self.engine)
 
     @property
     def dialect(self) -> str:
@@ -468,22 +495,44 @@ class Store:
             "is_current": False,
         }
         with self.begin() as conn:
-            self._upsert(conn, model_versions, [row], ["version"], keep=["is_current"])
+            self._upsert(conn, model_versions, [row], ["version"], keep=["is_current", "status"])
 
-    def set_current_model(self, version: str) -> None:
-        """Make one version current; exactly one is current afterwards."""
+    def set_current_model(self, version: str, *, force: bool = False) -> None:
+        """Make one version current; exactly one is current afterwards.
+
+        A version the retraining gate rejected is refused unless ``force``: a rejected
+        candidate stays in the registry for inspection but is never served by accident.
+        """
         with self.begin() as conn:
-            exists = conn.execute(
-                select(model_versions.c.version).where(model_versions.c.version == version)
+            row = conn.execute(
+                select(model_versions.c.status).where(model_versions.c.version == version)
             ).first()
-            if exists is None:
+            if row is None:
                 raise StoreError(f"no model version {version!r} in the registry")
+            if row[0] == "rejected" and not force:
+                raise StoreError(
+                    f"model version {version!r} was rejected by the retraining gate; "
+                    "promote it with force (`finsentry models promote --force`) to serve it anyway"
+                )
             conn.execute(update(model_versions).values(is_current=False))
             conn.execute(
                 update(model_versions)
                 .where(model_versions.c.version == version)
-                .values(is_current=True)
+                .values(is_current=True, status="promoted")
             )
+
+    def set_model_status(self, version: str, status: str) -> None:
+        """Mark a version candidate or rejected (promotion goes through set_current_model)."""
+        if status not in ("candidate", "rejected"):
+            raise StoreError(f"model status {status!r} is not one of ('candidate', 'rejected')")
+        with self.begin() as conn:
+            result = conn.execute(
+                update(model_versions)
+                .where(model_versions.c.version == version, model_versions.c.is_current.is_(False))
+                .values(status=status)
+            )
+            if result.rowcount != 1:
+                raise StoreError(f"no non-current model version {version!r} to mark {status}")
 
     def model_versions(self) -> list[dict[str, Any]]:
         query = select(model_versions).order_by(model_versions.c.created_at)
@@ -495,6 +544,40 @@ class Store:
         with self.engine.connect() as conn:
             row = conn.execute(query).mappings().first()
         return dict(row) if row else None
+
+    # retraining runs ------------------------------------------------------------------
+    def start_retrain_run(self, run_id: str, trigger: str, details: dict[str, Any]) -> None:
+        row = {
+            "id": run_id,
+            "trigger": trigger,
+            "started_at": _now(),
+            "decision": "running",
+            "reason": "",
+            "details": details,
+        }
+        with self.begin() as conn:
+            conn.execute(retrain_runs.insert().values(**row))
+
+    def finish_retrain_run(self, run_id: str, decision: str, reason: str, **fields: Any) -> None:
+        """Record a run's outcome; ``fields`` are the other retrain_runs columns."""
+        if decision not in RETRAIN_DECISIONS[1:]:
+            raise StoreError(f"retrain decision {decision!r} is not one of {RETRAIN_DECISIONS[1:]}")
+        unknown = sorted(set(fields) - set(retrain_runs.c.keys()))
+        if unknown:
+            raise StoreError(f"retrain_runs has no column(s) {unknown}")
+        values = {"decision": decision, "reason": reason, "finished_at": _now(), **fields}
+        with self.begin() as conn:
+            result = conn.execute(
+                update(retrain_runs).where(retrain_runs.c.id == run_id).values(**values)
+            )
+            if result.rowcount != 1:
+                raise StoreError(f"no retrain run {run_id!r} to finish")
+
+    def retrain_runs(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Runs, newest first."""
+        query = select(retrain_runs).order_by(retrain_runs.c.started_at.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
 
     # job state --------------------------------------------------------------------------
     def put_state(self, name: str, value: Any) -> None:
@@ -508,6 +591,23 @@ class Store:
         with self.engine.connect() as conn:
             row = conn.execute(select(job_state.c.value).where(job_state.c.name == name)).first()
         return default if row is None else row[0]
+
+
+def _add_status_column(engine: Engine) -> None:
+    """Stores created before model statuses existed get the column (current ones promoted)."""
+    columns = {column["name"] for column in inspect(engine).get_columns("model_versions")}
+    if "status" in columns:
+        return
+    with engine.begin() as conn:
+        conn.execute(
+            text("ALTER TABLE model_versions ADD COLUMN status VARCHAR(16) DEFAULT 'candidate'")
+        )
+        conn.execute(update(model_versions).values(status="candidate"))
+        conn.execute(
+            update(model_versions)
+            .where(model_versions.c.is_current.is_(True))
+            .values(status="promoted")
+        )
 
 
 def _last_per_id(items: Iterable[Post]) -> list[Post]:

@@ -42,9 +42,22 @@ def show_config() -> None:
     typer.echo(json.dumps(settings.masked_dump(), indent=2, default=str))
 
 
-@app.command("demo")
-def demo() -> None:
-    """Run the product on the embedded default with bundled dated headlines (Ctrl-C stops)."""
-    from finsentry.demo import run_demo
+@app.command("up")
+def up(
+    demo: bool = typer.Option(
+        False, "--demo", help="Also replay bundled dated news, sped up: alerts within minutes."
+    ),
+) -> None:
+    """Start, supervise and stop as one unit: Kafka, worker, alerts, dashboard, scheduler."""
+    from finsentry.up import run_up
 
-    run_demo(settings_or_exit())
+    raise typer.Exit(run_up(settings_or_exit(), demo=demo))
+
+
+@app.command("status")
+def status() -> None:
+    """Health of each service (live, ready), where it answers and its log (exit 1 if any is not)."""
+    from finsentry.status import show_status
+    from finsentry.up import console
+
+    raise typer.Exit(show_status(settings_or_exit(), console))

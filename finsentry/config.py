@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_FILE_ENV = "FINSENTRY_CONFIG"
 DEFAULT_CONFIG_FILE = Path("finsentry.toml")
+DEMO_CSV = "analyst_ratings_processed_head.csv"
 GATE_SETS = ("phrasebank", "phrasebank_allagree", "twitter_sentiment", "twitter_topic")
 GATE_METRIC = re.compile(rf"({'|'.join(GATE_SETS)})\.(accuracy|macro_f1)")
 
@@ -263,6 +264,23 @@ class Settings(BaseSettings):
     alerts_retry_max_s: float = Field(default=600.0, ge=0)
     alerts_retry_max_attempts: int = Field(default=8, ge=1)
     alerts_max_idle_s: float = Field(default=1.0, gt=0)
+    # The service's /health, /ready and /metrics.
+    alerts_web_host: str = "127.0.0.1"
+    alerts_web_port: int = Field(default=6067, ge=0, le=65535)
+
+    # `finsentry up`: restart backoff (base, doubling, cap), consecutive failures before it
+    # gives up, run time after which a child counts as stable again, readiness deadline per
+    # child, and the grace between SIGTERM and SIGKILL when stopping.
+    up_backoff_base_s: float = Field(default=1.0, gt=0)
+    up_backoff_max_s: float = Field(default=30.0, gt=0)
+    up_max_failures: int = Field(default=5, ge=0)
+    up_stable_after_s: float = Field(default=60.0, gt=0)
+    up_ready_timeout_s: float = Field(default=300.0, gt=0)
+    up_stop_grace_s: float = Field(default=30.0, gt=0)
+    # `finsentry up --demo`: the bundled dated file it replays and the event-time speed-up
+    # (1.2 million: the Benzinga sample's eleven years in about five minutes).
+    demo_file: Path = REPO_ROOT / "data" / "benzinga_headlines_sample" / DEMO_CSV
+    demo_speed: float = Field(default=1_200_000.0, gt=0)
 
     @field_validator("kafka_topic_partitions")
     @classmethod

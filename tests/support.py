@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from finsentry.config import Settings
 from finsentry.runtime import free_port, wait_until
 
-__all__ = ["free_port", "read_to_end", "wait_until"]
+__all__ = ["free_port", "process_alive", "read_to_end", "wait_until"]
+
+
+def process_alive(pid: int) -> bool:
+    """Alive and not a zombie waiting to be reaped (read from /proc)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def read_to_end(settings: Settings, name: str, *, timeout_s: float = 60.0) -> list[Any]:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from dashboard.queries import DashboardQueries, PostFilter, QueryError
-from finsentry.config import Settings
-from finsentry.store import Store, metadata
+from finsentry.store import Store
 from tests.dashboard.known_data import (
     OLD_START,
     OLD_WINDOWS,
@@ -23,24 +20,11 @@ from tests.dashboard.known_data import (
 )
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", marks=pytest.mark.unit),
-        pytest.param("postgresql", marks=pytest.mark.integration),
-    ]
-)
-def queries(request: pytest.FixtureRequest, settings: Settings) -> Iterator[DashboardQueries]:
-    """The known data on SQLite (a file) and on PostgreSQL (a real server, dropped after)."""
-    if request.param == "sqlite":
-        url = settings.database_url
-    else:
-        url = request.getfixturevalue("postgres_url")
-    store = Store(url)
-    fill(store)
-    yield DashboardQueries(store)
-    if store.dialect == "postgresql":
-        metadata.drop_all(store.engine)
-    store.close()
+@pytest.fixture
+def queries(sql_store: Store) -> DashboardQueries:
+    """The known data on SQLite and on PostgreSQL (``sql_store``, tests/conftest.py)."""
+    fill(sql_store)
+    return DashboardQueries(sql_store)
 
 
 END = T0 + WINDOWS * WINDOW

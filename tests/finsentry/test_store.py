@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,29 +9,16 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select, text
 
 from finsentry.schema import Alert, Evidence, Post, ScoredPost, SignalPoint, alert_id
-from finsentry.store import Store, StoreError, metadata, post_tickers, posts
+from finsentry.store import Store, StoreError, post_tickers, posts
 from tests.finsentry.strategies import scored_posts, signal_points
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", marks=pytest.mark.unit),
-        pytest.param("postgresql", marks=pytest.mark.integration),
-    ]
-)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """The same tests on SQLite (a file) and PostgreSQL (a real server, tables dropped after)."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'store.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    db = Store(url)
-    yield db
-    if db.dialect == "postgresql":
-        metadata.drop_all(db.engine)
-    db.close()
+@pytest.fixture
+def store(sql_store: Store) -> Store:
+    """Every test here runs on SQLite and on PostgreSQL (tests/conftest.py)."""
+    return sql_store
 
 
 def make_post(n: int, tickers: tuple[str, ...] = ("AAPL",)) -> Post:

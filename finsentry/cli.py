@@ -13,6 +13,7 @@ from finsentry.kafka_cli import kafka_app
 from ingest.cli import ingest_app
 from models.cli import classify_command, evaluate_command, models_app, train_command
 from models.retrain_cli import retrain_command, scheduler_command
+from stream.backfill_cli import backfill
 from stream.cli import worker
 
 app = typer.Typer(
@@ -31,6 +32,7 @@ app.command("evaluate")(evaluate_command)
 app.command("classify")(classify_command)
 app.command("retrain")(retrain_command)
 app.command("scheduler")(scheduler_command)
+app.command("backfill")(backfill)
 
 
 @app.command("config")

@@ -196,6 +196,13 @@ class Settings(BaseSettings):
     worker_web_host: str = "127.0.0.1"
     worker_web_port: int = Field(default=6066, ge=1, le=65535)
 
+    # Backfill (stream/backfill.py): posts per scoring call; how often the checkpoint, which
+    # carries the dedup, window and spike state, is written (0: after every batch); posts
+    # sorted in memory per run of the external sort (bounds memory whatever the input size).
+    backfill_batch_size: int = Field(default=512, ge=1, le=100_000)
+    backfill_checkpoint_interval_s: float = Field(default=10.0, ge=0)
+    backfill_sort_run_posts: int = Field(default=20_000, ge=1, le=10_000_000)
+
     # Ingest (ingest/): the shared producer, RSS, webhook, replay, Reddit and StockTwits.
     ingest_producer_compression: Literal["gzip", "none"] = "gzip"
     ingest_producer_linger_ms: int = Field(default=20, ge=0, le=60_000)

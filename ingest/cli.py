@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -18,6 +18,7 @@ from finsentry.config import RssFeed, Settings
 
 if TYPE_CHECKING:
     from ingest.polling import PolledSource
+    from ingest.replay import MappingOptions, Rejection
 
 ingest_app = typer.Typer(
     help="Sources into Kafka: RSS, webhook, replay, Reddit, StockTwits.", no_args_is_help=True
@@ -25,7 +26,7 @@ ingest_app = typer.Typer(
 log = logging.getLogger("ingest")
 
 
-def _settings() -> Settings:
+def command_settings() -> Settings:
     settings = settings_or_exit()
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -37,7 +38,7 @@ def _settings() -> Settings:
     return settings
 
 
-def _stop_on_signals() -> threading.Event:
+def stop_on_signals() -> threading.Event:
     stop = threading.Event()
 
     def handler(signum: int, frame: object) -> None:
@@ -92,7 +93,7 @@ def _poll(settings: Settings, build: str, names: list[str]) -> None:
     if not sources:
         typer.echo(f"error: no {build} sources configured", err=True)
         raise typer.Exit(2)
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     try:
         run_polling(sources, stop)
     finally:
@@ -111,7 +112,7 @@ def _feed(spec: str) -> RssFeed:
 @ingest_app.command("rss")
 def rss(feed: Annotated[list[str] | None, typer.Option(help="Extra feed NAME=URL")] = None) -> None:
     """Poll the configured RSS/Atom feeds (ingest_rss_feeds) plus any --feed."""
-    _poll(_settings(), "rss", feed or [])
+    _poll(command_settings(), "rss", feed or [])
 
 
 @ingest_app.command("reddit")
@@ -119,7 +120,7 @@ def reddit(
     sub: Annotated[list[str] | None, typer.Option(help="Subreddit (repeatable)")] = None,
 ) -> None:
     """Poll subreddit /new listings (default: ingest_reddit_subreddits)."""
-    _poll(_settings(), "reddit", sub or [])
+    _poll(command_settings(), "reddit", sub or [])
 
 
 @ingest_app.command("stocktwits")
@@ -127,7 +128,7 @@ def stocktwits(
     symbol: Annotated[list[str] | None, typer.Option(help="Symbol (repeatable)")] = None,
 ) -> None:
     """Poll StockTwits symbol streams (default: ingest_stocktwits_symbols)."""
-    _poll(_settings(), "stocktwits", symbol or [])
+    _poll(command_settings(), "stocktwits", symbol or [])
 
 
 @ingest_app.command("webhook")
@@ -142,7 +143,7 @@ def webhook(
     from ingest.tickers import default_extractor
     from ingest.webhook import make_app
 
-    settings = _settings()
+    settings = command_settings()
     sink = KafkaPostSink(settings)
     try:
         web.run_app(
@@ -155,80 +156,102 @@ def webhook(
         sink.close()
 
 
+PresetOption = Annotated[
+    str | None, typer.Option(help="cnbc | guardian | benzinga | generic (default: detected)")
+]
+MapOption = Annotated[list[str] | None, typer.Option("--map", help="FIELD=COLUMN (repeatable)")]
+TimeFormatOption = Annotated[str | None, typer.Option(help="strptime format of the time column")]
+TzOption = Annotated[str, typer.Option(help="Zone of times without an offset")]
+SourceOption = Annotated[
+    str | None, typer.Option(help="Source name (default replay:<preset|file>)")
+]
+KindOption = Annotated[str, typer.Option(help="news | social")]
+RejectsOption = Annotated[Path | None, typer.Option(help="Write rejected rows as JSONL here")]
+
+
+def mapping_options(
+    preset: str | None,
+    map_: list[str] | None,
+    time_format: str | None,
+    tz: str,
+    source: str | None,
+    kind: str,
+) -> MappingOptions:
+    """The column options shared by ``ingest replay`` and ``backfill``, checked."""
+    from ingest.replay import MappingOptions, ReplayError, parse_overrides
+
+    if kind not in ("news", "social"):
+        raise typer.BadParameter("news or social", param_hint="--kind")
+    try:
+        overrides = parse_overrides(map_ or [])
+    except ReplayError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--map") from exc
+    return MappingOptions(
+        preset=preset,
+        overrides=overrides,
+        time_format=time_format,
+        tz=tz,
+        source=source,
+        kind="news" if kind == "news" else "social",
+    )
+
+
+class RejectsWriter:
+    """Appends every rejected row as one JSON line (file, number, where, reason)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._handle = path.open("a", encoding="utf-8") if path else None
+
+    def for_file(self, path: Path) -> Callable[[Rejection], None]:
+        def write(rejection: Rejection) -> None:
+            if self._handle is not None:
+                self._handle.write(json.dumps({"file": str(path), **asdict(rejection)}) + "\n")
+
+        return write
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+
+
 @ingest_app.command("replay")
 def replay(
     files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, readable=True)],
-    preset: Annotated[str | None, typer.Option(help="cnbc | guardian | benzinga | generic")] = None,
-    map_: Annotated[list[str] | None, typer.Option("--map", help="FIELD=COLUMN")] = None,
-    time_format: Annotated[
-        str | None, typer.Option(help="strptime format of the time column")
-    ] = None,
-    tz: Annotated[str, typer.Option(help="Zone of times without an offset")] = "UTC",
-    source: Annotated[
-        str | None, typer.Option(help="Source name (default replay:<preset|file>)")
-    ] = None,
-    kind: Annotated[str, typer.Option(help="news | social")] = "news",
+    preset: PresetOption = None,
+    map_: MapOption = None,
+    time_format: TimeFormatOption = None,
+    tz: TzOption = "UTC",
+    source: SourceOption = None,
+    kind: KindOption = "news",
     speed: Annotated[float | None, typer.Option(help="Event-time speed-up, e.g. 60")] = None,
     rate: Annotated[float | None, typer.Option(help="Posts per second")] = None,
     sort: Annotated[bool, typer.Option(help="Replay in event-time order")] = False,
     restart: Annotated[bool, typer.Option(help="Ignore the checkpoint")] = False,
-    rejects: Annotated[Path | None, typer.Option(help="Write rejected rows as JSONL here")] = None,
+    rejects: RejectsOption = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
 ) -> None:
     """Replay dated files into Kafka, keeping each row's time; resumes from its checkpoint."""
     from finsentry.store import Store
     from ingest.producer import KafkaPostSink
-    from ingest.replay import (
-        PRESETS,
-        Pacer,
-        Rejection,
-        ReplayError,
-        detect_mapping,
-        read_header,
-        with_overrides,
-    )
+    from ingest.replay import Pacer, ReplayError, mapping_for
     from ingest.replay_run import replay_file
     from ingest.sink import PublishError
     from ingest.tickers import default_extractor
-    from ingest.timeparse import iso_parser, strptime_parser
 
-    settings = _settings()
-    if kind not in ("news", "social"):
-        raise typer.BadParameter("news or social", param_hint="--kind")
-    post_kind: Literal["news", "social"] = "news" if kind == "news" else "social"
-    overrides = dict(_pair(item) for item in map_ or [])
+    settings = command_settings()
+    options = mapping_options(preset, map_, time_format, tz, source, kind)
     store = Store(settings.database_url)
     sink = KafkaPostSink(settings)
-    stop = _stop_on_signals()
-    reject_file = rejects.open("a", encoding="utf-8") if rejects else None
-
-    def report_to(path: Path) -> Callable[[Rejection], None]:
-        def write(rejection: Rejection) -> None:
-            if reject_file is not None:
-                reject_file.write(json.dumps({"file": str(path), **asdict(rejection)}) + "\n")
-
-        return write
+    stop = stop_on_signals()
+    reject_file = RejectsWriter(rejects)
 
     failed = False
     try:
         for path in files:
-            if preset is not None and preset not in PRESETS:
-                raise typer.BadParameter(f"unknown preset {preset!r}", param_hint="--preset")
-            changes: dict[str, object] = {"kind": post_kind, "source": source}
-            if time_format:
-                changes["parse_time"] = strptime_parser(time_format, tz)
-            elif tz != "UTC":
-                changes["parse_time"] = iso_parser(tz)
             try:
-                header = read_header(path)
-                if preset or overrides:
-                    base = PRESETS[preset or "generic"]
-                else:
-                    base = detect_mapping(header)
-                mapping = with_overrides(base, overrides, **changes).fit_header(header, path)
                 result = replay_file(
                     path,
-                    mapping,
+                    mapping_for(path, options),
                     sink=sink,
                     store=store,
                     extractor=default_extractor(),
@@ -238,7 +261,7 @@ def replay(
                     restart=restart,
                     stop=stop,
                     progress=progress,
-                    on_reject=report_to(path),
+                    on_reject=reject_file.for_file(path),
                 )
             except ReplayError as exc:
                 typer.echo(f"error: {exc}", err=True)
@@ -253,16 +276,8 @@ def replay(
             if not result.completed:
                 break
     finally:
-        if reject_file is not None:
-            reject_file.close()
+        reject_file.close()
         sink.close()
         store.close()
     if failed:
         raise typer.Exit(2)
-
-
-def _pair(item: str) -> tuple[str, str]:
-    field, sep, column = item.partition("=")
-    if not sep:
-        raise typer.BadParameter(f"{item!r}: use FIELD=COLUMN", param_hint="--map")
-    return field, column

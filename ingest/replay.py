@@ -19,11 +19,19 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfoNotFoundError
 
 from finsentry.schema import Post
 from ingest.posts import make_post
 from ingest.tickers import TickerExtractor
-from ingest.timeparse import TimeParseError, TimeParser, iso_parser, parse_cnbc, parse_day
+from ingest.timeparse import (
+    TimeParseError,
+    TimeParser,
+    iso_parser,
+    parse_cnbc,
+    parse_day,
+    strptime_parser,
+)
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +166,53 @@ def with_overrides(
     if unknown:
         raise ReplayError(f"--map: unknown field(s) {unknown}; fields are {list(FIELDS)}")
     return replace(mapping, columns={**mapping.columns, **overrides}, **changes)
+
+
+@dataclass(frozen=True)
+class MappingOptions:
+    """What a user says about a file's columns (``--preset``, ``--map``, time format...)."""
+
+    preset: str | None = None
+    overrides: Mapping[str, str] = field(default_factory=dict)
+    time_format: str | None = None
+    tz: str = "UTC"
+    source: str | None = None
+    kind: Literal["news", "social"] = "news"
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, str]:
+    """``["title=Headline", ...]`` -> ``{"title": "Headline"}``; refuses items without ``=``."""
+    pairs: dict[str, str] = {}
+    for item in items:
+        name, sep, column = item.partition("=")
+        if not sep:
+            raise ReplayError(f"--map {item!r}: use FIELD=COLUMN")
+        pairs[name] = column
+    return pairs
+
+
+def mapping_for(path: Path, options: MappingOptions) -> ColumnMapping:
+    """The mapping one file is read with: the given preset (or the one its header matches),
+    the overrides, the time format, fitted to the columns the file has."""
+    if options.preset is not None and options.preset not in PRESETS:
+        raise ReplayError(f"unknown preset {options.preset!r}; presets are {list(PRESETS)}")
+    changes: dict[str, Any] = {"kind": options.kind, "source": options.source}
+    try:
+        if options.time_format:
+            changes["parse_time"] = strptime_parser(options.time_format, options.tz)
+        elif options.tz != "UTC":
+            changes["parse_time"] = iso_parser(options.tz)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ReplayError(f"--tz {options.tz!r}: not a known time zone") from exc
+    header = read_header(path)
+    if options.preset or options.overrides:
+        base = PRESETS[options.preset or "generic"]
+    else:
+        try:
+            base = detect_mapping(header)
+        except ReplayError as exc:
+            raise ReplayError(f"{path}: {exc}") from exc
+    return with_overrides(base, options.overrides, **changes).fit_header(header, path)
 
 
 def file_format(path: Path) -> str:

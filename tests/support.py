@@ -1,10 +1,15 @@
 """Helpers shared by the test packages (the runtime ones live in finsentry.runtime)."""
 
-from pathlib import Path
+from __future__ import annotations
 
+import time
+from pathlib import Path
+from typing import Any
+
+from finsentry.config import Settings
 from finsentry.runtime import free_port, wait_until
 
-__all__ = ["free_port", "process_alive", "wait_until"]
+__all__ = ["free_port", "process_alive", "read_to_end", "wait_until"]
 
 
 def process_alive(pid: int) -> bool:
@@ -14,3 +19,29 @@ def process_alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state != "Z"
+
+
+def read_to_end(settings: Settings, name: str, *, timeout_s: float = 60.0) -> list[Any]:
+    """Every record on a topic now (kafka-python ConsumerRecords): reads to the end offsets,
+    then stops."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    topic = settings.topic(name)
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
+    try:
+        partitions = [
+            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))
+        ]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning()
+        end = consumer.end_offsets(partitions)
+        records: list[Any] = []
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < end[tp] for tp in partitions):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{topic}: could not read to the end offsets {end}")
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+        return records
+    finally:
+        consumer.close()

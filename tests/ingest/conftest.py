@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +12,7 @@ from finsentry.config import Settings
 from finsentry.schema import Post
 from finsentry.store import Store
 from tests.ingest.fakehttp import FakeHttpServer
+from tests.support import read_to_end
 
 
 @pytest.fixture
@@ -47,25 +47,8 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 def read_posts(settings: Settings, *, timeout_s: float = 60.0) -> list[tuple[bytes, Post]]:
-    """Everything on the posts topic right now: reads up to the end offsets, then stops."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    topic = settings.topic("posts")
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
-    try:
-        partitions = [
-            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))
-        ]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning()
-        end = consumer.end_offsets(partitions)
-        records: list[tuple[bytes, Post]] = []
-        deadline = time.monotonic() + timeout_s
-        while any(consumer.position(tp) < end[tp] for tp in partitions):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{topic}: could not read to the end offsets {end}")
-            for batch in consumer.poll(timeout_ms=500).values():
-                records.extend((r.key, Post.from_json(r.value)) for r in batch)
-        return records
-    finally:
-        consumer.close()
+    """Everything on the posts topic right now, as (key, post)."""
+    return [
+        (r.key, Post.from_json(r.value))
+        for r in read_to_end(settings, "posts", timeout_s=timeout_s)
+    ]

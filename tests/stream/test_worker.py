@@ -7,7 +7,6 @@ import json
 import shutil
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -40,15 +39,6 @@ def worker_settings(kafka_settings: Settings, tmp_path: Path, **overrides: objec
     }
     values.update(overrides)
     return load_settings(**values)
-
-
-@pytest.fixture
-def run_worker(tmp_path: Path) -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for worker in started:
-        if worker.process is not None and worker.process.poll() is None:
-            worker.kill()
 
 
 def start(settings: Settings, started: list[WorkerProcess], **env: str) -> WorkerProcess:

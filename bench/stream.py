@@ -4,7 +4,10 @@ Starts its own broker and worker (on free ports, under a temp dir), then on the 
 1. engine: posts/s of ``Engine.classify`` in batches of ``stream_batch_size``;
 2. stream: posts/s from producing N posts to all N stored (validate, dedup, score, store);
 3. latency: received_at -> stored_at p50/p95/p99 at an offered load of half of (2).
+(1) runs before and after (2) and the ratio is against their mean, so a load that drifts
+during the run (a shared machine) biases it less. Posts are keyed as ingest keys them.
 Prints a table; the ratio stream/engine is the figure of merit (target >= 0.8).
+SIGTERM stops the worker and the broker like Ctrl-C does.
 
     .venv/bin/python -m bench.stream [--posts 2000]
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import signal
 import statistics
 import tempfile
 import time
@@ -30,6 +34,7 @@ from finsentry.localkafka import LocalKafka
 from finsentry.runtime import free_port, wait_until
 from finsentry.schema import Post
 from finsentry.store import Store, posts
+from ingest.sink import story_key
 from models.engine import load_engine
 from stream.process import WorkerProcess
 
@@ -74,6 +79,7 @@ def stored(store: Store, run: str) -> int:
 def send(
     producer: KafkaProducer, settings: Settings, batch: list[Post], rate: float | None
 ) -> None:
+    """Publish as ingest does: keyed by the post's fingerprint (ingest.sink.story_key)."""
     started = time.perf_counter()
     for n, post in enumerate(batch):
         if rate is not None:
@@ -81,8 +87,27 @@ def send(
             if delay > 0:
                 time.sleep(delay)
         fresh = post.model_copy(update={"received_at": datetime.now(UTC)})
-        producer.send(settings.topic("posts"), value=fresh.to_json())
+        producer.send(settings.topic("posts"), key=story_key(fresh), value=fresh.to_json())
     producer.flush()
+
+
+def engine_rate(settings: Settings, texts: list[str]) -> tuple[float, str]:
+    """Posts/s of the engine alone in batches of ``stream_batch_size``, and the model's name."""
+    with load_engine(settings) as engine:
+        started = time.perf_counter()
+        for start in range(0, len(texts), settings.stream_batch_size):
+            engine.classify(texts[start : start + settings.stream_batch_size])
+        rate = len(texts) / (time.perf_counter() - started)
+        return rate, f"{engine.version} ({engine.backend} on {engine.device})"
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C, so the finally blocks stop the worker and the broker."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def latencies(store: Store, run: str) -> list[float]:
@@ -98,13 +123,21 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=2000)
     parser.add_argument("--latency-seconds", type=float, default=30.0)
     args = parser.parse_args()
+    stop_on_sigterm()
     work = Path(tempfile.mkdtemp(prefix="finsentry-bench-"))
     broker = LocalKafka(
         load_settings(
             data_dir=work / "broker", kafka_port=free_port(), kafka_controller_port=free_port()
         )
     )
-    broker.start()
+    try:
+        broker.start()
+        run(broker, work, args.posts, args.latency_seconds)
+    finally:
+        broker.stop()
+
+
+def run(broker: LocalKafka, work: Path, n_posts: int, latency_seconds: float) -> None:
     settings = load_settings(
         data_dir=work / "var",
         kafka_bootstrap=broker.bootstrap,
@@ -112,15 +145,8 @@ def main() -> None:
         kafka_partitions=2,
         store_url=f"sqlite:///{work / 'store.db'}",
     )
-    texts = headlines(args.posts)
-    engine = load_engine(settings)
-    model = f"{engine.version} ({engine.backend} on {engine.device})"
-    started = time.perf_counter()
-    for start in range(0, len(texts), settings.stream_batch_size):
-        engine.classify(texts[start : start + settings.stream_batch_size])
-    engine_rate = len(texts) / (time.perf_counter() - started)
-    engine.close()
-
+    texts = headlines(n_posts)
+    engine_before, model = engine_rate(settings, texts)
     worker = WorkerProcess(settings, work / "worker.log")
     store = Store(settings.database_url)
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
@@ -132,22 +158,26 @@ def main() -> None:
         send(producer, settings, make_posts(texts, "full"), None)
         wait_until(lambda: stored(store, "full") == len(texts), 900, "all posts stored")
         stream_rate = len(texts) / (time.perf_counter() - started)
+        engine_after, _ = engine_rate(settings, texts)  # the worker idles meanwhile
 
         offered = stream_rate / 2
-        count = max(50, int(offered * args.latency_seconds))
+        count = max(50, int(offered * latency_seconds))
         paced = make_posts((texts * (count // len(texts) + 1))[:count], "paced")
         send(producer, settings, paced, offered)
         wait_until(lambda: stored(store, "paced") == count, 600, "paced posts stored")
         lat = latencies(store, "paced")
     finally:
         producer.close()
-        worker.stop()
-        broker.stop()
+        if worker.process is not None:
+            worker.stop()
+    engine = (engine_before + engine_after) / 2
     q = statistics.quantiles(lat, n=100)
     print(f"\nstream benchmark: {len(texts)} headlines, 2 partitions, model {model}")
     print(f"{'measure':<34}{'value':>12}{'vs engine':>12}")
-    print(f"{'engine alone (posts/s)':<34}{engine_rate:>12.1f}{1.0:>12.2f}")
-    print(f"{'end to end (posts/s)':<34}{stream_rate:>12.1f}{stream_rate / engine_rate:>12.2f}")
+    print(f"{'engine alone, before (posts/s)':<34}{engine_before:>12.1f}")
+    print(f"{'engine alone, after (posts/s)':<34}{engine_after:>12.1f}")
+    print(f"{'engine alone, mean (posts/s)':<34}{engine:>12.1f}{1.0:>12.2f}")
+    print(f"{'end to end (posts/s)':<34}{stream_rate:>12.1f}{stream_rate / engine:>12.2f}")
     print(f"{'latency at ' + format(offered, '.0f') + ' posts/s, p50 (s)':<34}{q[49]:>12.3f}")
     print(f"{'latency p95 (s)':<34}{q[94]:>12.3f}")
     print(f"{'latency p99 (s)':<34}{q[98]:>12.3f}")

@@ -26,7 +26,6 @@ DEMO_FILE = REPO_ROOT / "data" / "fin_news_headlines" / "cnbc_headlines.csv"
 WORKER_INPUTS = (
     "posts",
     "valid-posts",
-    "unique-posts",
     "scored",
     "signal-input",
     "signals",

@@ -23,14 +23,7 @@ from stream.process import WorkerProcess
 
 DEMO_FILE = REPO_ROOT / "data" / "fin_news_headlines" / "cnbc_headlines.csv"
 # The topics the worker consumes (deadletter and model-updates traffic aside).
-WORKER_INPUTS = (
-    "posts",
-    "valid-posts",
-    "scored",
-    "signal-input",
-    "signals",
-    "alerts",
-)
+WORKER_INPUTS = ("posts", "valid-posts", "signal-input")
 console = Console()
 
 

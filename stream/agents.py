@@ -1,9 +1,9 @@
 """Faust agents: thin loops that call the pure core and move messages between topics.
 
-posts ─validate, dedup (per event)─► score (batched, model thread) ─► scored
-                                                                  └─► signal-input (1 partition,
-posts not keyed by their fingerprint ─► valid-posts ─► dedup, score     one message per batch)
-signal-input ─windows + spikes─► signals, alerts;  scored / signals / alerts ─sink─► store
+posts ─validate, dedup (per event)─► score (batched, model thread) ─► store, scored,
+                                      signal-input (1 partition, one message per batch)
+posts not keyed by their fingerprint ─► valid-posts ─► dedup, score as above
+signal-input ─windows + spikes─► signals, alerts, store
 model-updates ─► hot swap of the engine between two batches.
 Table writes happen per event, never inside ``take()`` (faust-streaming issue #497).
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -24,18 +25,17 @@ from faust.streams import current_event
 
 from finsentry.config import Settings
 from finsentry.schema import (
-    Alert,
     DeadLetter,
     ModelUpdate,
     Post,
     SchemaError,
     ScoredPost,
-    SignalPoint,
 )
-from stream.app import SINK_BATCH, StreamTables, StreamTopics
+from stream.app import StreamTables, StreamTopics
 from stream.dedup import Deduplicator
 from stream.metrics import StreamMetrics
 from stream.parsing import make_dead_letter, parse_post
+from stream.pipeline import BatchPipeline
 from stream.sink import StoreSink
 from stream.spikes import SignalEngine
 from stream.staging import StagedMapping
@@ -98,7 +98,9 @@ def register_agents(
             and app.producer.key_partition(valid_topic, key).partition == message.partition
         )
 
-    async def admit(raw: bytes) -> Admitted:
+    admitted: dict[str, Admitted] = {}  # by origin, from admission until its batch forms
+
+    async def admit(raw: bytes) -> bytes:
         """Per event, before the scorer's batch: validate, route, dedup, or skip the event.
 
         Posts keyed by their fingerprint (as ingest keys them) are deduplicated where they
@@ -128,30 +130,50 @@ def register_agents(
             post = result
         else:
             post = Post.from_json(raw)  # validated on its way in from posts
-        origin = f"{message.topic}:{message.partition}:{message.offset}"
+        origin = origin_of(message)
         verdict = deduplicator.check(post, origin)
         if verdict.duplicate_of is not None:
             metrics.duplicates.labels(verdict.duplicate_of).inc()
             raise Skip()
-        return Admitted(post, message.topic, message.partition, message.offset)
+        admitted[origin] = Admitted(post, message.topic, message.partition, message.offset)
+        return raw
+
+    async def score_batch(batch: list[Admitted]) -> list[ScoredPost]:
+        engine = ctx.engine  # a hot swap takes effect between batches, never inside one
+        started = time.perf_counter()
+        scored = await _score(engine, batch, dead_letter)
+        metrics.inference_seconds.observe(time.perf_counter() - started)
+        metrics.batch_size.observe(len(batch))
+        metrics.scored.inc(len(scored))
+        return scored
+
+    async def publish(stream: Any, events: list[Any], scored: list[ScoredPost]) -> None:
+        for post in scored:
+            await topics.scored.send(key=post.id.encode(), value=post.to_json())
+        if scored:  # one message per batch: the aggregation stage works batch by batch
+            await topics.signal_input.send(key=b"all", value=observations_to_json(scored))
+        # Stored before the inputs are acknowledged: a crash before this re-scores them, and
+        # the upsert makes that harmless. No hop through ``scored``: it is for others.
+        await ctx.sink.write_posts(scored)
+        for event in events:
+            await stream.ack(event)
 
     @app.agent(topics.intake)
     async def score(stream: Any) -> None:
+        """Batches of admitted posts, scored while the next batch is admitted (in order)."""
         stream.add_processor(admit)
-        async for batch in stream.take(
-            settings.stream_batch_size, within=settings.stream_batch_within_s
-        ):
-            admitted: list[Admitted] = batch
-            engine = ctx.engine  # a hot swap takes effect between batches, never inside one
-            started = time.perf_counter()
-            scored = await _score(engine, admitted, dead_letter)
-            metrics.inference_seconds.observe(time.perf_counter() - started)
-            metrics.batch_size.observe(len(admitted))
-            metrics.scored.inc(len(scored))
-            for post in scored:
-                await topics.scored.send(key=post.id.encode(), value=post.to_json())
-            if scored:  # one message per batch: the aggregation stage works batch by batch
-                await topics.signal_input.send(key=b"all", value=observations_to_json(scored))
+        pipeline: BatchPipeline[list[ScoredPost]] = BatchPipeline(depth=2)
+        try:
+            async for events in stream.noack_take(
+                settings.stream_batch_size, within=settings.stream_batch_within_s
+            ):
+                batch = [admitted.pop(origin_of(event.message)) for event in events]
+                await pipeline.submit(
+                    functools.partial(score_batch, batch),
+                    functools.partial(publish, stream, list(events)),
+                )
+        finally:
+            await pipeline.cancel()  # unacknowledged inputs are delivered again
 
     @app.agent(topics.signal_input)
     async def signal(stream: Any) -> None:
@@ -172,25 +194,13 @@ def register_agents(
                 for a in output.alerts
             ]
             await asyncio.gather(*sent)  # delivered before the state moves on
+            # Stored here, not through a hop over signals/alerts (those are for the alerts
+            # service and others), alerts first: whoever sees a window's point sees its alert.
+            await ctx.sink.write_signals(output.points, output.alerts)
             window_state.commit()  # one table write per changed window, not per post
             spike_state.commit()
             metrics.windows_closed.inc(len(output.points))
             metrics.alerts.inc(len(output.alerts))
-
-    @app.agent(topics.scored)
-    async def sink_posts(stream: Any) -> None:
-        async for batch in stream.take(SINK_BATCH, within=1.0):
-            await ctx.sink.write_posts([ScoredPost.from_json(raw) for raw in batch])
-
-    @app.agent(topics.signals)
-    async def sink_signals(stream: Any) -> None:
-        async for batch in stream.take(SINK_BATCH, within=1.0):
-            await ctx.sink.write_points([SignalPoint.from_json(raw) for raw in batch])
-
-    @app.agent(topics.alerts)
-    async def sink_alerts(stream: Any) -> None:
-        async for batch in stream.take(SINK_BATCH, within=0.5):
-            await ctx.sink.write_alerts([Alert.from_json(raw) for raw in batch])
 
     @app.agent(topics.model_updates)
     async def swap_model(stream: Any) -> None:
@@ -231,6 +241,11 @@ def register_agents(
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
         return web.json({"status": "ok", "model_version": ctx.engine.version})
+
+
+def origin_of(message: Any) -> str:
+    """Names the input message: a redelivery has the same origin, a re-send does not."""
+    return f"{message.topic}:{message.partition}:{message.offset}"
 
 
 class Admitted(NamedTuple):

@@ -10,7 +10,6 @@ import faust
 from finsentry.config import Settings
 
 APP_ID = "finsentry"
-SINK_BATCH = 500  # events per store write
 
 
 @dataclass

@@ -23,6 +23,7 @@ import csv
 import os
 import signal
 import statistics
+import subprocess
 import tempfile
 import time
 import uuid
@@ -199,7 +200,10 @@ def run(broker: LocalKafka, work: Path, n_posts: int, latency_seconds: float) ->
     finally:
         producer.close()
         if worker.process is not None:
-            worker.stop()
+            try:
+                worker.stop()
+            except subprocess.TimeoutExpired:
+                worker.kill()
     engine = (before.rate + after.rate) / 2
     engine_cpu = (before.cpu_per_post + after.cpu_per_post) / 2
     q = statistics.quantiles(lat, n=100)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -35,7 +34,6 @@ from stream.app import StreamTables, StreamTopics
 from stream.dedup import Deduplicator
 from stream.metrics import StreamMetrics
 from stream.parsing import make_dead_letter, parse_post
-from stream.pipeline import BatchPipeline
 from stream.sink import StoreSink
 from stream.spikes import SignalEngine
 from stream.staging import StagedMapping
@@ -98,9 +96,7 @@ def register_agents(
             and app.producer.key_partition(valid_topic, key).partition == message.partition
         )
 
-    admitted: dict[str, Admitted] = {}  # by origin, from admission until its batch forms
-
-    async def admit(raw: bytes) -> bytes:
+    async def admit(raw: bytes) -> Admitted:
         """Per event, before the scorer's batch: validate, route, dedup, or skip the event.
 
         Posts keyed by their fingerprint (as ingest keys them) are deduplicated where they
@@ -135,45 +131,28 @@ def register_agents(
         if verdict.duplicate_of is not None:
             metrics.duplicates.labels(verdict.duplicate_of).inc()
             raise Skip()
-        admitted[origin] = Admitted(post, message.topic, message.partition, message.offset)
-        return raw
-
-    async def score_batch(batch: list[Admitted]) -> list[ScoredPost]:
-        engine = ctx.engine  # a hot swap takes effect between batches, never inside one
-        started = time.perf_counter()
-        scored = await _score(engine, batch, dead_letter)
-        metrics.inference_seconds.observe(time.perf_counter() - started)
-        metrics.batch_size.observe(len(batch))
-        metrics.scored.inc(len(scored))
-        return scored
-
-    async def publish(stream: Any, events: list[Any], scored: list[ScoredPost]) -> None:
-        for post in scored:
-            await topics.scored.send(key=post.id.encode(), value=post.to_json())
-        if scored:  # one message per batch: the aggregation stage works batch by batch
-            await topics.signal_input.send(key=b"all", value=observations_to_json(scored))
-        # Stored before the inputs are acknowledged: a crash before this re-scores them, and
-        # the upsert makes that harmless. No hop through ``scored``: it is for others.
-        await ctx.sink.write_posts(scored)
-        for event in events:
-            await stream.ack(event)
+        return Admitted(post, message.topic, message.partition, message.offset)
 
     @app.agent(topics.intake)
     async def score(stream: Any) -> None:
-        """Batches of admitted posts, scored while the next batch is admitted (in order)."""
         stream.add_processor(admit)
-        pipeline: BatchPipeline[list[ScoredPost]] = BatchPipeline(depth=2)
-        try:
-            async for events in stream.noack_take(
-                settings.stream_batch_size, within=settings.stream_batch_within_s
-            ):
-                batch = [admitted.pop(origin_of(event.message)) for event in events]
-                await pipeline.submit(
-                    functools.partial(score_batch, batch),
-                    functools.partial(publish, stream, list(events)),
-                )
-        finally:
-            await pipeline.cancel()  # unacknowledged inputs are delivered again
+        async for batch in stream.take(
+            settings.stream_batch_size, within=settings.stream_batch_within_s
+        ):
+            admitted: list[Admitted] = batch
+            engine = ctx.engine  # a hot swap takes effect between batches, never inside one
+            started = time.perf_counter()
+            scored = await _score(engine, admitted, dead_letter)
+            metrics.inference_seconds.observe(time.perf_counter() - started)
+            metrics.batch_size.observe(len(admitted))
+            metrics.scored.inc(len(scored))
+            for post in scored:
+                await topics.scored.send(key=post.id.encode(), value=post.to_json())
+            if scored:  # one message per batch: the aggregation stage works batch by batch
+                await topics.signal_input.send(key=b"all", value=observations_to_json(scored))
+            # Stored before take() acks the inputs: a crash before this re-scores them, and
+            # the upsert makes that harmless. No hop through ``scored``: it is for others.
+            await ctx.sink.write_posts(scored)
 
     @app.agent(topics.signal_input)
     async def signal(stream: Any) -> None:

@@ -175,7 +175,10 @@ def register_agents(
             await asyncio.gather(*sent)  # delivered before the state moves on
             # Stored here, not through a hop over signals/alerts (those are for the alerts
             # service and others), alerts first: whoever sees a window's point sees its alert.
-            await ctx.sink.write_signals(output.points, output.alerts)
+            if output.alerts:
+                await ctx.sink.write_alerts(output.alerts)
+            if output.points:
+                await ctx.sink.write_points(output.points)
             window_state.commit()  # one table write per changed window, not per post
             spike_state.commit()
             metrics.windows_closed.inc(len(output.points))

@@ -22,9 +22,8 @@ class StoreSink:
         for post in posts:
             self.metrics.end_to_end_seconds.observe((now - post.received_at).total_seconds())
 
-    async def write_signals(self, points: Sequence[SignalPoint], alerts: Sequence[Alert]) -> None:
-        """Alerts first, so a reader who sees a window's signal point also sees its alert."""
-        if alerts:
-            await asyncio.to_thread(self.store.upsert_alerts, alerts)
-        if points:
-            await asyncio.to_thread(self.store.upsert_signal_points, points)
+    async def write_points(self, points: Sequence[SignalPoint]) -> None:
+        await asyncio.to_thread(self.store.upsert_signal_points, points)
+
+    async def write_alerts(self, alerts: Sequence[Alert]) -> None:
+        await asyncio.to_thread(self.store.upsert_alerts, alerts)

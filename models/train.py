@@ -12,6 +12,7 @@ import json
 import platform
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,9 +49,14 @@ class TrainConfig:
 
     output_dir: Path
     base_model: Path | None = None
+    # A finsentry model directory to continue from (its weights, both heads included);
+    # None starts fresh heads on ``base_model``.
+    init_from: Path | None = None
     version: str = "finsentry-minilm-v1"
     epochs: int = 2
     max_steps: int | None = None
+    # Wall-clock budget for the training steps; when spent, the run finishes as if done.
+    max_seconds: float | None = None
     batch_size: int = 32
     learning_rate: float = 1e-4
     weight_decay: float = 0.01
@@ -69,6 +75,10 @@ class TrainConfig:
 
     def as_json(self) -> dict[str, Any]:
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+
+
+class TrainingInterrupted(RuntimeError):
+    """``should_stop`` asked the run to end; the training state is saved for ``--resume``."""
 
 
 @dataclass
@@ -118,16 +128,27 @@ def _loss(
     return loss
 
 
-def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
-    """Run (or resume) training and write the final model directory to ``output_dir``."""
+def train(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    splits: Splits | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """Run (or resume) training and write the final model directory to ``output_dir``.
+
+    ``splits`` replaces the data sets of data/ (retraining adds analyst feedback);
+    ``should_stop`` is polled between steps and raises TrainingInterrupted when true.
+    """
     started = time.monotonic()
     if config.threads:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
     autocast = config.bf16 and device.type == "cuda" and torch.cuda.is_bf16_supported()
     base = config.base_model or base_encoder_dir()
-    splits = _limit(build_splits(), config.limit_per_dataset)
-    tokenizer = load_tokenizer(base)
+    if splits is None:
+        splits = _limit(build_splits(), config.limit_per_dataset)
+    tokenizer = load_tokenizer(config.init_from or base)
     train_ids = tokenizer(
         [clean(e.text) for e in splits.train], truncation=True, max_length=config.max_length
     )["input_ids"]
@@ -137,7 +158,7 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
 
-    model = new_model(base).to(device)
+    model = _initial_model(config, base).to(device)
     if config.freeze_embeddings:
         model.encoder.embeddings.word_embeddings.weight.requires_grad_(False)
     optimiser = _optimiser(model, config)
@@ -194,6 +215,9 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
         for index in range(state["next_batch"], len(batches)):
             if state["step"] >= total_steps:
                 break
+            if should_stop is not None and should_stop():
+                save_state()
+                raise TrainingInterrupted(f"stopped at step {state['step']} of {total_steps}")
             batch = [splits.train[i] for i in batches[index]]
             loss = _loss(
                 model,
@@ -215,6 +239,9 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
             bar.set_postfix(loss=f"{np.mean(state['losses'][-50:]):.4f}", refresh=False)
             if config.checkpoint_every and state["step"] % config.checkpoint_every == 0:
                 save_state()
+            if _budget_spent(config, started, elapsed_before):
+                total_steps = state["step"]  # ends this epoch and the run
+                break
         bar.close()
         _end_epoch(model, tokenizer, meta, splits, state, config)
         save_state()
@@ -222,6 +249,20 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
             print(f"early stop: no validation gain for {config.patience} epoch(s)")
             break
     return _finish(config, splits, state, elapsed_before + time.monotonic() - started, device)
+
+
+def _initial_model(config: TrainConfig, base: Path) -> MultiTaskModel:
+    """Fresh heads on the base encoder, or a finsentry model's weights to continue from."""
+    if config.init_from is None:
+        return new_model(base)
+    model, _, _ = load_model(config.init_from)
+    return model.train()
+
+
+def _budget_spent(config: TrainConfig, started: float, elapsed_before: float) -> bool:
+    if config.max_seconds is None:
+        return False
+    return elapsed_before + time.monotonic() - started >= config.max_seconds
 
 
 def _optimiser(model: MultiTaskModel, config: TrainConfig) -> torch.optim.Optimizer:

@@ -4,7 +4,12 @@ Starts its own broker and worker (on free ports, under a temp dir), then on the 
 1. engine: posts/s of ``Engine.classify`` in batches of ``stream_batch_size``;
 2. stream: posts/s from producing N posts to all N stored (validate, dedup, score, store);
 3. latency: received_at -> stored_at p50/p95/p99 at an offered load of half of (2).
-Prints a table; the ratio stream/engine is the figure of merit (target >= 0.8).
+(1) runs before and after (2) and the ratio is against their mean, so a load that drifts
+during the run (a shared machine) biases it less. Posts are keyed as ingest keys them.
+Prints a table; the ratio stream/engine is the figure of merit (target >= 0.8). CPU
+seconds per post of the engine alone, the worker and the broker (Linux /proc) say what
+each costs whatever else runs on the machine.
+SIGTERM stops the worker and the broker like Ctrl-C does.
 
     .venv/bin/python -m bench.stream [--posts 2000]
 
@@ -15,10 +20,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
+import signal
 import statistics
+import subprocess
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -30,6 +39,7 @@ from finsentry.localkafka import LocalKafka
 from finsentry.runtime import free_port, wait_until
 from finsentry.schema import Post
 from finsentry.store import Store, posts
+from ingest.sink import story_key
 from models.engine import load_engine
 from stream.process import WorkerProcess
 
@@ -74,6 +84,7 @@ def stored(store: Store, run: str) -> int:
 def send(
     producer: KafkaProducer, settings: Settings, batch: list[Post], rate: float | None
 ) -> None:
+    """Publish as ingest does: keyed by the post's fingerprint (ingest.sink.story_key)."""
     started = time.perf_counter()
     for n, post in enumerate(batch):
         if rate is not None:
@@ -81,8 +92,47 @@ def send(
             if delay > 0:
                 time.sleep(delay)
         fresh = post.model_copy(update={"received_at": datetime.now(UTC)})
-        producer.send(settings.topic("posts"), value=fresh.to_json())
+        producer.send(settings.topic("posts"), key=story_key(fresh), value=fresh.to_json())
     producer.flush()
+
+
+@dataclass(frozen=True)
+class EngineRun:
+    rate: float  # posts/s
+    cpu_per_post: float  # CPU seconds of this process (every thread) per post
+    model: str
+
+
+def engine_run(settings: Settings, texts: list[str]) -> EngineRun:
+    """The engine alone on ``texts`` in batches of ``stream_batch_size``."""
+    with load_engine(settings) as engine:
+        cpu, started = time.process_time(), time.perf_counter()
+        for start in range(0, len(texts), settings.stream_batch_size):
+            engine.classify(texts[start : start + settings.stream_batch_size])
+        rate = len(texts) / (time.perf_counter() - started)
+        cpu_per_post = (time.process_time() - cpu) / len(texts)
+        return EngineRun(
+            rate, cpu_per_post, f"{engine.version} ({engine.backend} on {engine.device})"
+        )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process, all its threads (Linux /proc).
+
+    CPU per post does not depend on how many other processes share the cores, unlike
+    posts/s, so it tells what the pipeline costs even on a loaded machine.
+    """
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C, so the finally blocks stop the worker and the broker."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def latencies(store: Store, run: str) -> list[float]:
@@ -98,13 +148,21 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=2000)
     parser.add_argument("--latency-seconds", type=float, default=30.0)
     args = parser.parse_args()
+    stop_on_sigterm()
     work = Path(tempfile.mkdtemp(prefix="finsentry-bench-"))
     broker = LocalKafka(
         load_settings(
             data_dir=work / "broker", kafka_port=free_port(), kafka_controller_port=free_port()
         )
     )
-    broker.start()
+    try:
+        broker.start()
+        run(broker, work, args.posts, args.latency_seconds)
+    finally:
+        broker.stop()
+
+
+def run(broker: LocalKafka, work: Path, n_posts: int, latency_seconds: float) -> None:
     settings = load_settings(
         data_dir=work / "var",
         kafka_bootstrap=broker.bootstrap,
@@ -112,45 +170,59 @@ def main() -> None:
         kafka_partitions=2,
         store_url=f"sqlite:///{work / 'store.db'}",
     )
-    texts = headlines(args.posts)
-    engine = load_engine(settings)
-    model = f"{engine.version} ({engine.backend} on {engine.device})"
-    started = time.perf_counter()
-    for start in range(0, len(texts), settings.stream_batch_size):
-        engine.classify(texts[start : start + settings.stream_batch_size])
-    engine_rate = len(texts) / (time.perf_counter() - started)
-    engine.close()
-
+    texts = headlines(n_posts)
+    before = engine_run(settings, texts)
     worker = WorkerProcess(settings, work / "worker.log")
     store = Store(settings.database_url)
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    broker_pid = broker.pid()
+    assert broker_pid is not None, "the broker is not running"
     try:
         worker.start()
+        assert worker.process is not None
         send(producer, settings, make_posts(texts[:200], "warm"), None)
         wait_until(lambda: stored(store, "warm") == 200, 300, "warm-up posts stored")
+        worker_cpu, broker_cpu = cpu_seconds(worker.process.pid), cpu_seconds(broker_pid)
         started = time.perf_counter()
         send(producer, settings, make_posts(texts, "full"), None)
         wait_until(lambda: stored(store, "full") == len(texts), 900, "all posts stored")
         stream_rate = len(texts) / (time.perf_counter() - started)
+        worker_cpu = (cpu_seconds(worker.process.pid) - worker_cpu) / len(texts)
+        broker_cpu = (cpu_seconds(broker_pid) - broker_cpu) / len(texts)
+        after = engine_run(settings, texts)  # the worker idles meanwhile
 
         offered = stream_rate / 2
-        count = max(50, int(offered * args.latency_seconds))
+        count = max(50, int(offered * latency_seconds))
         paced = make_posts((texts * (count // len(texts) + 1))[:count], "paced")
         send(producer, settings, paced, offered)
         wait_until(lambda: stored(store, "paced") == count, 600, "paced posts stored")
         lat = latencies(store, "paced")
     finally:
         producer.close()
-        worker.stop()
-        broker.stop()
+        if worker.process is not None:
+            try:
+                worker.stop()
+            except subprocess.TimeoutExpired:
+                worker.kill()
+    engine = (before.rate + after.rate) / 2
+    engine_cpu = (before.cpu_per_post + after.cpu_per_post) / 2
     q = statistics.quantiles(lat, n=100)
-    print(f"\nstream benchmark: {len(texts)} headlines, 2 partitions, model {model}")
-    print(f"{'measure':<34}{'value':>12}{'vs engine':>12}")
-    print(f"{'engine alone (posts/s)':<34}{engine_rate:>12.1f}{1.0:>12.2f}")
-    print(f"{'end to end (posts/s)':<34}{stream_rate:>12.1f}{stream_rate / engine_rate:>12.2f}")
-    print(f"{'latency at ' + format(offered, '.0f') + ' posts/s, p50 (s)':<34}{q[49]:>12.3f}")
-    print(f"{'latency p95 (s)':<34}{q[94]:>12.3f}")
-    print(f"{'latency p99 (s)':<34}{q[98]:>12.3f}")
+    print(f"\nstream benchmark: {len(texts)} headlines, 2 partitions, model {before.model}")
+    print(f"{'measure':<38}{'value':>10}{'vs engine':>11}")
+    row("engine alone, before (posts/s)", before.rate)
+    row("engine alone, after (posts/s)", after.rate)
+    row("engine alone, mean (posts/s)", engine, 1.0)
+    row("end to end (posts/s)", stream_rate, stream_rate / engine)
+    row(f"latency at {offered:.0f} posts/s, p50 (s)", q[49])
+    row("latency p95 (s)", q[94])
+    row("latency p99 (s)", q[98])
+    row("CPU per post, engine alone (ms)", engine_cpu * 1e3, 1.0)
+    row("CPU per post, worker (ms)", worker_cpu * 1e3, worker_cpu / engine_cpu)
+    row("CPU per post, broker (ms)", broker_cpu * 1e3, broker_cpu / engine_cpu)
+
+
+def row(measure: str, value: float, ratio: float | None = None) -> None:
+    print(f"{measure:<38}{value:>10.3f}" + ("" if ratio is None else f"{ratio:>11.2f}"))
 
 
 if __name__ == "__main__":

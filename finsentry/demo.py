@@ -43,15 +43,7 @@ DEMO_PROFILE = {
     "allowed_lateness_s": 3_600,
 }
 # The topics the worker consumes (deadletter and model-updates traffic aside).
-WORKER_INPUTS = (
-    "posts",
-    "valid-posts",
-    "unique-posts",
-    "scored",
-    "signal-input",
-    "signals",
-    "alerts",
-)
+WORKER_INPUTS = ("posts", "valid-posts", "signal-input")
 CATCH_UP_CHECK_S = 5.0
 
 

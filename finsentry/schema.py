@@ -26,6 +26,8 @@ from pydantic import (
     model_validator,
 )
 
+from finsentry.text import fingerprint
+
 SCHEMA_VERSION: Final = 1
 
 SENTIMENTS: Final = ("negative", "neutral", "positive")
@@ -168,6 +170,11 @@ class Post(Message):
         if self.title and self.body:
             return f"{self.title}. {self.body}"
         return self.title or self.body
+
+    @property
+    def fingerprint(self) -> str:
+        """The story's fingerprint: what dedup compares and what producers key posts by."""
+        return fingerprint(self.text)
 
 
 class ScoredPost(Post):

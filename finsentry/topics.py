@@ -12,7 +12,6 @@ TOPIC_NAMES: Final = ("posts", "scored", "signals", "alerts", "deadletter", "mod
 # signal-input has one partition so that one watermark orders every key, as in backfill.
 INTERNAL_TOPICS: Final[dict[str, int | None]] = {
     "valid-posts": None,
-    "unique-posts": None,
     "signal-input": 1,
 }
 

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from finsentry.schema import Post
-from finsentry.text import fingerprint
 
 
 class PublishError(RuntimeError):
@@ -38,12 +37,13 @@ class PostSink(Protocol):
 
 
 def story_key(post: Post) -> bytes:
-    """Partition key: a fingerprint of the normalised headline (else body).
+    """Partition key: the post's fingerprint (normalised title and body), as the stream's dedup.
 
     Syndicated copies of one story, and every re-send of one post, share it, so they land on
-    one partition where the stream's per-partition dedup can see them together.
+    one partition where the stream's per-partition dedup can see them together; the stream
+    dedups a post that arrives keyed so in place, without re-keying it first.
     """
-    return fingerprint(post.title or post.body).encode("ascii")
+    return post.fingerprint.encode("ascii")
 
 
 class MemorySink:

@@ -1,8 +1,9 @@
 """Faust agents: thin loops that call the pure core and move messages between topics.
 
-posts ─validate─► valid-posts (keyed by text fingerprint) ─dedup─► unique-posts
-      ─score (batched, model thread)─► scored ─fan-in─► signal-input (1 partition)
-      ─windows + spikes─► signals, alerts;  scored / signals / alerts ─sink─► store
+posts ─validate, dedup (per event)─► score (batched, model thread) ─► store, scored,
+                                      signal-input (1 partition, one message per batch)
+posts not keyed by their fingerprint ─► valid-posts ─► dedup, score as above
+signal-input ─windows + spikes─► signals, alerts, store
 model-updates ─► hot swap of the engine between two batches.
 Table writes happen per event, never inside ``take()`` (faust-streaming issue #497).
 """
@@ -11,33 +12,32 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, NamedTuple, Protocol, cast
 
 import faust
+from faust.exceptions import Skip
+from faust.streams import current_event
 
 from finsentry.config import Settings
 from finsentry.schema import (
-    Alert,
     DeadLetter,
     ModelUpdate,
     Post,
     SchemaError,
     ScoredPost,
-    SignalPoint,
 )
-from stream.app import SINK_BATCH, StreamTables, StreamTopics
+from stream.app import StreamTables, StreamTopics
 from stream.dedup import Deduplicator
 from stream.metrics import StreamMetrics
 from stream.parsing import make_dead_letter, parse_post
 from stream.sink import StoreSink
 from stream.spikes import SignalEngine
 from stream.staging import StagedMapping
-from stream.windows import Observation, keys_for, observe
+from stream.windows import observations_from_json, observations_to_json
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +83,34 @@ def register_agents(
         )
         await topics.deadletter.send(value=letter.to_json())
 
-    @app.agent(topics.posts)
-    async def validate(stream: Any) -> None:
-        async for event in stream.events():
+    posts_topic = topics.posts.get_topic_name()
+    valid_topic = topics.valid.get_topic_name()
+    deduplicator = Deduplicator(tables.seen, settings.dedup_horizon_s)
+
+    def keyed_for_dedup(message: Any, key: bytes) -> bool:
+        """The message already sits where re-keying by ``key`` would put it (see below)."""
+        consumer = app.consumer
+        return (
+            message.key == key
+            and consumer.topic_partitions(posts_topic) == consumer.topic_partitions(valid_topic)
+            and app.producer.key_partition(valid_topic, key).partition == message.partition
+        )
+
+    async def admit(raw: bytes) -> Admitted:
+        """Per event, before the scorer's batch: validate, route, dedup, or skip the event.
+
+        Posts keyed by their fingerprint (as ingest keys them) are deduplicated where they
+        arrive; others are re-keyed through valid-posts first, so every copy of a story meets
+        the same deduplicator. This runs as a stream processor, where the current event is
+        set, so the dedup table can be written per event (not inside ``take()``, #497).
+        """
+        event = current_event()
+        assert event is not None, "processors run inside stream iteration"
+        message = event.message
+        if message.topic == posts_topic:
             metrics.posts_in.inc()
-            message = event.message
             result = parse_post(
-                event.value,
+                raw,
                 max_bytes=settings.stream_max_message_bytes,
                 topic=message.topic,
                 partition=message.partition,
@@ -97,53 +118,51 @@ def register_agents(
             )
             if isinstance(result, DeadLetter):
                 await dead_letter(result)
-                continue
-            verdict_key = Deduplicator.routing_key(result)
-            await topics.valid.send(key=verdict_key.encode(), value=result.to_json())
+                raise Skip()
+            key = Deduplicator.routing_key(result).encode()
+            if not keyed_for_dedup(message, key):
+                await topics.valid.send(key=key, value=raw)
+                raise Skip()
+            post = result
+        else:
+            post = Post.from_json(raw)  # validated on its way in from posts
+        origin = origin_of(message)
+        verdict = deduplicator.check(post, origin)
+        if verdict.duplicate_of is not None:
+            metrics.duplicates.labels(verdict.duplicate_of).inc()
+            raise Skip()
+        return Admitted(post, message.topic, message.partition, message.offset)
 
-    @app.agent(topics.valid)
-    async def dedup(stream: Any) -> None:
-        deduplicator = Deduplicator(tables.seen, settings.dedup_horizon_s)
-        async for raw in stream:
-            post = Post.from_json(raw)
-            verdict = deduplicator.check(post)
-            if verdict.duplicate_of is not None:
-                metrics.duplicates.labels(verdict.duplicate_of).inc()
-                continue
-            await topics.unique.send(key=post.id.encode(), value=raw)
-
-    @app.agent(topics.unique)
+    @app.agent(topics.intake)
     async def score(stream: Any) -> None:
+        stream.add_processor(admit)
         async for batch in stream.take(
             settings.stream_batch_size, within=settings.stream_batch_within_s
         ):
-            posts = [Post.from_json(raw) for raw in batch]
+            admitted: list[Admitted] = batch
             engine = ctx.engine  # a hot swap takes effect between batches, never inside one
             started = time.perf_counter()
-            scored = await _score(engine, posts, dead_letter, topics)
+            scored = await _score(engine, admitted, dead_letter)
             metrics.inference_seconds.observe(time.perf_counter() - started)
-            metrics.batch_size.observe(len(posts))
+            metrics.batch_size.observe(len(admitted))
             metrics.scored.inc(len(scored))
             for post in scored:
                 await topics.scored.send(key=post.id.encode(), value=post.to_json())
-
-    @app.agent(topics.scored)
-    async def fan_in(stream: Any) -> None:
-        async for raw in stream:
-            post = ScoredPost.from_json(raw)
-            payload = {"keys": keys_for(post), "obs": dataclasses.asdict(observe(post))}
-            await topics.signal_input.send(key=b"all", value=json.dumps(payload).encode())
+            if scored:  # one message per batch: the aggregation stage works batch by batch
+                await topics.signal_input.send(key=b"all", value=observations_to_json(scored))
+            # Stored before take() acks the inputs: a crash before this re-scores them, and
+            # the upsert makes that harmless. No hop through ``scored``: it is for others.
+            await ctx.sink.write_posts(scored)
 
     @app.agent(topics.signal_input)
     async def signal(stream: Any) -> None:
         async for raw in stream:
-            payload = json.loads(raw)
             window_state = StagedMapping(tables.windows)
             spike_state = StagedMapping(tables.spikes)
             engine = SignalEngine.from_settings(
                 settings, window_state=window_state, spike_state=spike_state
             )
-            output = engine.add(payload["keys"], Observation(**payload["obs"]))
+            output = engine.add_many(observations_from_json(raw))
             metrics.late.inc(len(output.late_keys))
             sent = [
                 await topics.signals.send(key=p.key.encode(), value=p.to_json())
@@ -154,25 +173,16 @@ def register_agents(
                 for a in output.alerts
             ]
             await asyncio.gather(*sent)  # delivered before the state moves on
-            window_state.commit()
+            # Stored here, not through a hop over signals/alerts (those are for the alerts
+            # service and others), alerts first: whoever sees a window's point sees its alert.
+            if output.alerts:
+                await ctx.sink.write_alerts(output.alerts)
+            if output.points:
+                await ctx.sink.write_points(output.points)
+            window_state.commit()  # one table write per changed window, not per post
             spike_state.commit()
             metrics.windows_closed.inc(len(output.points))
             metrics.alerts.inc(len(output.alerts))
-
-    @app.agent(topics.scored)
-    async def sink_posts(stream: Any) -> None:
-        async for batch in stream.take(SINK_BATCH, within=1.0):
-            await ctx.sink.write_posts([ScoredPost.from_json(raw) for raw in batch])
-
-    @app.agent(topics.signals)
-    async def sink_signals(stream: Any) -> None:
-        async for batch in stream.take(SINK_BATCH, within=1.0):
-            await ctx.sink.write_points([SignalPoint.from_json(raw) for raw in batch])
-
-    @app.agent(topics.alerts)
-    async def sink_alerts(stream: Any) -> None:
-        async for batch in stream.take(SINK_BATCH, within=0.5):
-            await ctx.sink.write_alerts([Alert.from_json(raw) for raw in batch])
 
     @app.agent(topics.model_updates)
     async def swap_model(stream: Any) -> None:
@@ -223,32 +233,45 @@ def register_agents(
         return web.json({"status": "ok" if ok else "failing", **detail}, status=200 if ok else 503)
 
 
+def origin_of(message: Any) -> str:
+    """Names the input message: a redelivery has the same origin, a re-send does not."""
+    return f"{message.topic}:{message.partition}:{message.offset}"
+
+
+class Admitted(NamedTuple):
+    """A post let through to scoring, with the input message it came in."""
+
+    post: Post
+    topic: str
+    partition: int
+    offset: int
+
+
 async def _score(
-    engine: Scorer,
-    posts: list[Post],
-    dead_letter: Callable[[DeadLetter], Any],
-    topics: StreamTopics,
+    engine: Scorer, batch: list[Admitted], dead_letter: Callable[[DeadLetter], Any]
 ) -> list[ScoredPost]:
     """Score a batch; if the batch fails, score one by one and dead-letter the culprits."""
     try:
-        verdicts = await engine.classify_async([post.text for post in posts])
-        return [ScoredPost.from_post(p, **v) for p, v in zip(posts, verdicts, strict=True)]
+        verdicts = await engine.classify_async([item.post.text for item in batch])
+        return [
+            ScoredPost.from_post(item.post, **v) for item, v in zip(batch, verdicts, strict=True)
+        ]
     except Exception:
-        log.exception("batch of %d failed; retrying one by one", len(posts))
+        log.exception("batch of %d failed; retrying one by one", len(batch))
     scored = []
-    for post in posts:
+    for item in batch:
         try:
-            (verdict,) = await engine.classify_async([post.text])
-            scored.append(ScoredPost.from_post(post, **verdict))
+            (verdict,) = await engine.classify_async([item.post.text])
+            scored.append(ScoredPost.from_post(item.post, **verdict))
         except Exception as exc:
             await dead_letter(
                 make_dead_letter(
-                    post.to_json(),
+                    item.post.to_json(),
                     "unscorable",
                     repr(exc),
-                    topic=topics.unique.get_topic_name(),
-                    partition=0,
-                    offset=0,
+                    topic=item.topic,
+                    partition=item.partition,
+                    offset=item.offset,
                 )
             )
     return scored

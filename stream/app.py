@@ -10,14 +10,13 @@ import faust
 from finsentry.config import Settings
 
 APP_ID = "finsentry"
-SINK_BATCH = 500  # events per store write
 
 
 @dataclass
 class StreamTopics:
     posts: Any
     valid: Any
-    unique: Any
+    intake: Any  # posts and valid-posts, read by the scorer
     scored: Any
     signal_input: Any
     signals: Any
@@ -75,7 +74,14 @@ def declare_topics(app: faust.App, settings: Settings) -> StreamTopics:
     return StreamTopics(
         posts=topic("posts"),
         valid=topic("valid-posts"),
-        unique=topic("unique-posts"),
+        intake=app.topic(
+            settings.topic("posts"),
+            settings.topic("valid-posts"),
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+        ),
         scored=topic("scored"),
         # One partition: a single watermark over all keys, exactly as backfill computes it.
         signal_input=topic("signal-input", partitions=1),

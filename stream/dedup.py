@@ -1,18 +1,20 @@
 """Duplicate suppression before scoring: exact id first, then a text fingerprint.
 
 State lives in any MutableMapping (a dict in backfill and tests, a Faust table in the
-worker), mapping a key to the event time (epoch seconds) it was last seen, so a restarted
-worker resumes with what it had seen.
+worker), mapping a key to ``[event time (epoch seconds), origin]`` of the post that claimed
+it, so a restarted worker resumes with what it had seen. The origin names the input message
+(topic, partition, offset): the worker records a claim as soon as the post is admitted, before
+it is scored, so a message delivered again after a crash finds its own claim and passes,
+while a re-send of the post (another message) is still a duplicate.
 """
 
 from __future__ import annotations
 
 from collections.abc import MutableMapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from finsentry.schema import Post
-from finsentry.text import fingerprint
 
 DuplicateKind = Literal["id", "fingerprint"]
 
@@ -30,34 +32,43 @@ class DedupVerdict:
 class Deduplicator:
     """Decides whether a post repeats one seen within ``horizon_s`` of event time."""
 
-    def __init__(self, seen: MutableMapping[str, float], horizon_s: float) -> None:
+    def __init__(self, seen: MutableMapping[str, Any], horizon_s: float) -> None:
         self.seen = seen
         self.horizon_s = horizon_s
 
     @staticmethod
     def routing_key(post: Post) -> str:
         """Partition key that sends every copy of a story to the same deduplicator."""
-        return fingerprint(post.text)
+        return post.fingerprint
 
-    def check(self, post: Post) -> DedupVerdict:
-        """Classify the post and remember it; a duplicate does not refresh the horizon."""
+    def check(self, post: Post, origin: str | None = None) -> DedupVerdict:
+        """Classify the post and remember it; a duplicate does not refresh the horizon.
+
+        ``origin`` identifies the message carrying the post: the same message seen again
+        (a redelivery) is not a duplicate of itself.
+        """
         at = post.published_at.timestamp()
-        text_print = fingerprint(post.text)
+        text_print = post.fingerprint
         keys: tuple[tuple[str, DuplicateKind], ...] = (
             (f"id:{post.id}", "id"),
             (f"fp:{text_print}", "fingerprint"),
         )
         for key, kind in keys:
             previous = self.seen.get(key)
-            if previous is not None and abs(at - previous) <= self.horizon_s:
+            if previous is None:
+                continue
+            previous_at, previous_origin = previous
+            if origin is not None and previous_origin == origin:
+                return DedupVerdict(None, text_print)  # redelivered: it claimed both keys
+            if abs(at - previous_at) <= self.horizon_s:
                 return DedupVerdict(kind, text_print)
         for key, _ in keys:
-            self.seen[key] = at
+            self.seen[key] = [at, origin]
         return DedupVerdict(None, text_print)
 
     def prune(self, now_s: float) -> int:
         """Forget entries older than the horizon; returns how many were dropped."""
-        stale = [key for key, at in self.seen.items() if now_s - at > self.horizon_s]
+        stale = [key for key, (at, _) in self.seen.items() if now_s - at > self.horizon_s]
         for key in stale:
             del self.seen[key]
         return len(stale)

@@ -60,10 +60,11 @@ def parse_post(
     except UnicodeDecodeError as exc:
         return dead("undecodable", f"not UTF-8: {exc}")
     try:
+        return Post.from_json(text)
+    except SchemaError as exc:
+        schema_error = exc
+    try:  # only a rejected input is parsed again, to tell bad JSON from a bad post
         json.loads(text)
     except json.JSONDecodeError as exc:
         return dead("not_json", f"not JSON: {exc}")
-    try:
-        return Post.from_json(text)
-    except SchemaError as exc:
-        return dead("invalid", str(exc))
+    return dead("invalid", str(schema_error))

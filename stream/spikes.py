@@ -14,7 +14,7 @@ the same window twice (a redelivery after a crash) returns the first result unch
 from __future__ import annotations
 
 import math
-from collections.abc import MutableMapping
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -194,6 +194,16 @@ class SignalEngine:
     def add(self, keys: list[str], obs: Observation) -> EngineOutput:
         result = self.windows.add(keys, obs)
         return self._judge(result.closed, result.late_keys)
+
+    def add_many(self, items: Sequence[tuple[list[str], Observation]]) -> EngineOutput:
+        """``add`` each item in order; the outputs of all of them, in order."""
+        total = EngineOutput(points=[], alerts=[], late_keys=[])
+        for keys, obs in items:
+            output = self.add(keys, obs)
+            total.points += output.points
+            total.alerts += output.alerts
+            total.late_keys += output.late_keys
+        return total
 
     def add_post(self, post: ScoredPost) -> EngineOutput:
         return self.add(keys_for(post), observe(post))

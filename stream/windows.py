@@ -13,9 +13,10 @@ post is counted once per window even if it is delivered again after a crash.
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Iterator, MutableMapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, MutableMapping, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -74,6 +75,16 @@ def observe(post: ScoredPost) -> Observation:
         url=post.url,
         model_version=post.model_version,
     )
+
+
+def observations_to_json(posts: Sequence[ScoredPost]) -> bytes:
+    """One message for a batch of scored posts: each post's keys and observation, in order."""
+    return json.dumps([[keys_for(post), asdict(observe(post))] for post in posts]).encode()
+
+
+def observations_from_json(raw: bytes) -> list[tuple[list[str], Observation]]:
+    """The inverse of ``observations_to_json`` (the message comes from the worker itself)."""
+    return [(keys, Observation(**obs)) for keys, obs in json.loads(raw)]
 
 
 def _state_key(key: str, start: float) -> str:

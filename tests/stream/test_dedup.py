@@ -29,6 +29,18 @@ def test_exact_id_then_syndicated_copy_then_new_story() -> None:
     assert not dedup.check(post("c", "Apple misses estimates")).is_duplicate
 
 
+def test_a_redelivered_message_is_not_its_own_duplicate() -> None:
+    seen: dict[str, list[object]] = {}
+    first = post("a", "Apple beats estimates")
+    assert not Deduplicator(seen, horizon_s=3600).check(first, origin="posts:0:7").is_duplicate
+    restarted = Deduplicator(seen, horizon_s=3600)  # same state, as after a crash
+    assert not restarted.check(first, origin="posts:0:7").is_duplicate
+    assert restarted.check(first, origin="posts:0:9").duplicate_of == "id"
+    copy = post("b", "APPLE beats estimates!", minutes=1)
+    assert restarted.check(copy, origin="posts:0:10").duplicate_of == "fingerprint"
+    assert seen["id:a"] == [T0.timestamp(), "posts:0:7"]
+
+
 def test_copies_outside_the_horizon_are_new() -> None:
     dedup = Deduplicator({}, horizon_s=600)
     dedup.check(post("a", "Fed holds rates"))
@@ -36,7 +48,7 @@ def test_copies_outside_the_horizon_are_new() -> None:
 
 
 def test_prune_forgets_old_entries() -> None:
-    seen: dict[str, float] = {}
+    seen: dict[str, list[object]] = {}
     dedup = Deduplicator(seen, horizon_s=600)
     dedup.check(post("a", "Fed holds rates"))
     assert dedup.prune((T0 + timedelta(minutes=20)).timestamp()) == 2

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from finsentry.schema import Alert, Evidence, alert_id
-from stream.spikes import SpikeDetector, SpikeRules
-from stream.windows import ClosedWindow
+from finsentry.schema import Alert, Evidence, ScoredPost, alert_id
+from stream.spikes import SignalEngine, SpikeDetector, SpikeRules
+from stream.windows import ClosedWindow, observations_from_json, observations_to_json
 
 pytestmark = pytest.mark.unit
 
@@ -101,3 +101,39 @@ def test_z_is_finite_and_keys_are_independent(shares: list[float]) -> None:
         assert point.z is None or abs(point.z) <= 1 / RULES.min_std + 1e-9
     other = detector.observe(window(0, 0.9, key="ticker:MSFT"))
     assert other.point.z is None
+
+
+def scored(n: int, minutes: float, negative: bool) -> ScoredPost:
+    at = T0 + timedelta(minutes=minutes)
+    probs = {"negative": 0.9, "neutral": 0.05, "positive": 0.05}
+    if not negative:
+        probs = {"negative": 0.05, "neutral": 0.05, "positive": 0.9}
+    return ScoredPost(
+        id=f"p{n}",
+        source="rss:x",
+        kind="news",
+        published_at=at,
+        received_at=at,
+        title=f"story {n}",
+        tickers=("AAPL",),
+        sentiment="negative" if negative else "positive",
+        sentiment_probs=probs,
+        score=probs["positive"] - probs["negative"],
+        topic="Earnings",
+        topic_probs={"Earnings": 0.8},
+        model_version="v1",
+    )
+
+
+def test_a_batch_message_gives_what_adding_post_by_post_gives() -> None:
+    posts = [scored(n, minutes=n / 2, negative=50 <= n < 60) for n in range(100)]
+    one_by_one = SignalEngine(300, 600, RULES)
+    outputs = [one_by_one.add_post(post) for post in posts]
+    batched = SignalEngine(300, 600, RULES)
+    merged = [
+        batched.add_many(observations_from_json(observations_to_json(posts[start : start + 16])))
+        for start in range(0, len(posts), 16)
+    ]
+    assert [p for o in merged for p in o.points] == [p for o in outputs for p in o.points]
+    assert [a for o in merged for a in o.alerts] == [a for o in outputs for a in o.alerts]
+    assert any(o.alerts for o in merged)

@@ -43,16 +43,17 @@ class Scorer(Protocol):
     def classify(self, texts: Sequence[str]) -> Sequence[Mapping[str, Any]]: ...
 
 
-class EventOrderedSeen(dict[str, float]):
-    """Dedup state whose insertion order is event-time order: a key seen again moves to the
-    end. With sorted input the entries past the horizon are then a prefix, dropped cheaply."""
+class EventOrderedSeen(dict[str, list[Any]]):
+    """Dedup state (``Deduplicator``'s ``[event time, origin]`` per key) whose insertion order
+    is event-time order: a key seen again moves to the end. With sorted input the entries past
+    the horizon are then a prefix, dropped cheaply."""
 
-    def __setitem__(self, key: str, value: float) -> None:
+    def __setitem__(self, key: str, value: list[Any]) -> None:
         self.pop(key, None)
         super().__setitem__(key, value)
 
     def forget_before(self, cutoff: float) -> None:
-        stale = list(itertools.takewhile(lambda item: item[1] < cutoff, self.items()))
+        stale = list(itertools.takewhile(lambda item: item[1][0] < cutoff, self.items()))
         for key, _ in stale:
             del self[key]
 
@@ -128,7 +129,7 @@ class BackfillRun:
         self.position = int(state.get("position", 0))
         self.file_done: list[int] = list(state.get("file_done", [0] * files))
         self.counters = Counters(**state.get("counters", {}))
-        self.seen = EventOrderedSeen((key, at) for key, at in state.get("seen", []))
+        self.seen = EventOrderedSeen((key, claim) for key, claim in state.get("seen", []))
         self.window_state: dict[str, Any] = dict(state.get("windows", {}))
         self.spike_state: dict[str, Any] = dict(state.get("spikes", {}))
         self.dedup = Deduplicator(self.seen, settings.dedup_horizon_s)
@@ -193,7 +194,7 @@ class BackfillRun:
         return batch
 
     def _seen_snapshot(self) -> list[list[Any]]:
-        return [[key, at] for key, at in self.seen.items()]
+        return [[key, claim] for key, claim in self.seen.items()]
 
     def _score(self, posts: list[Post]) -> _Scored:
         """Score a batch; if the batch fails, one by one, keeping the posts that fail."""

@@ -232,11 +232,11 @@ def test_event_order_merges_files_by_time_then_file_then_row(tmp_path: Path, run
 
 def test_seen_state_keeps_event_order_and_forgets_a_prefix() -> None:
     seen = EventOrderedSeen()
-    seen["a"], seen["b"], seen["c"] = 1.0, 2.0, 3.0
-    seen["a"] = 4.0  # seen again later: moves to the end
+    seen["a"], seen["b"], seen["c"] = [1.0, None], [2.0, None], [3.0, None]
+    seen["a"] = [4.0, None]  # seen again later: moves to the end
     assert list(seen) == ["b", "c", "a"]
     seen.forget_before(3.0)
-    assert dict(seen) == {"c": 3.0, "a": 4.0}
+    assert dict(seen) == {"c": [3.0, None], "a": [4.0, None]}
 
 
 def reference(settings: Settings, posts: list[Post]) -> tuple[list[Any], list[Any], list[Any]]:

@@ -26,16 +26,17 @@ from typing import Final, Literal, TypedDict
 import numpy as np
 import torch
 
-from finsentry.config import Settings
+from finsentry.config import Settings, get_settings
 from models.batching import pad, sorted_batches
 from models.calibrate import softmax
 from models.data import clean
-from models.network import load_model
+from models.network import MultiTaskModel, load_model, load_tokenizer, read_meta
+from models.onnx_runtime import ONNX_BACKENDS, Forward, onnx_file, onnx_forward
 
 log = logging.getLogger(__name__)
 
-Backend = Literal["auto", "fp32", "bf16", "fp16", "int8"]
-BACKENDS: Final = ("fp32", "bf16", "fp16", "int8")
+Backend = Literal["auto", "fp32", "bf16", "fp16", "int8", "onnx-fp32", "onnx-int8"]
+BACKENDS: Final = ("fp32", "bf16", "fp16", "int8", *ONNX_BACKENDS)
 TOP_TOPICS: Final = 3
 
 
@@ -67,8 +68,8 @@ def pick_backend(device: torch.device, backend: Backend) -> str:
     if backend != "auto":
         if backend == "fp16" and device.type == "cpu":
             raise ValueError("backend fp16 needs CUDA; use fp32, bf16 or int8 on CPU")
-        if backend == "int8" and device.type != "cpu":
-            raise ValueError("backend int8 (dynamic quantisation) runs on CPU only")
+        if backend in ("int8", *ONNX_BACKENDS) and device.type != "cpu":
+            raise ValueError(f"backend {backend} runs on CPU only")
         return backend
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
@@ -88,17 +89,24 @@ class Engine:
         max_chunks: int = 64,
         chunk_overlap: int = 16,
         warmup: bool = True,
+        onnx_cache: Path | None = None,
     ) -> None:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
         self.backend = pick_backend(self.device, backend)
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.backend, torch.float32)
         self.model_dir = model_dir
-        self.model, self.tokenizer, self.meta = load_model(model_dir, dtype=dtype)
-        if self.backend == "int8":
-            _quantise(self.model)
-        self.model.to(self.device)
+        if self.backend in ONNX_BACKENDS:
+            cache = onnx_cache or get_settings().model_onnx_cache
+            path = onnx_file(model_dir, self.backend, cache)
+            self._forward = onnx_forward(path, torch.get_num_threads())
+            self.tokenizer, self.meta = load_tokenizer(model_dir), read_meta(model_dir)
+        else:
+            dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.backend, torch.float32)
+            model, self.tokenizer, self.meta = load_model(model_dir, dtype=dtype)
+            if self.backend == "int8":
+                _quantise(model)
+            self._forward = _torch_forward(model.to(self.device), self.device)
         self.batch_size = batch_size
         self.max_chunks = max_chunks
         self.window = self.meta.max_length - 2
@@ -138,7 +146,6 @@ class Engine:
         sentiment, topic = self.probabilities(texts)
         return [self._verdict(s, t) for s, t in zip(sentiment, topic, strict=True)]
 
-    @torch.inference_mode()
     def probabilities(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Calibrated (sentiment, topic) probabilities per text, long texts chunk-averaged."""
         ids = self.tokenizer([clean(t) for t in texts], add_special_tokens=False)["input_ids"]
@@ -154,9 +161,9 @@ class Engine:
         budget = self.batch_size * self.meta.max_length
         for batch in sorted_batches(lengths, self.batch_size, budget):
             input_ids, mask = pad([chunks[i] for i in batch], self.tokenizer.pad_token_id)
-            s_logits, t_logits = self.model(input_ids.to(self.device), mask.to(self.device))
-            sentiment_logits[batch] = s_logits.float().cpu().numpy()
-            topic_logits[batch] = t_logits.float().cpu().numpy()
+            sentiment_logits[batch], topic_logits[batch] = self._forward(
+                input_ids.numpy(), mask.numpy()
+            )
         return (
             _combine(
                 softmax(sentiment_logits, self.meta.temperatures["sentiment"]),
@@ -201,13 +208,26 @@ class Engine:
         )
 
 
+def _torch_forward(model: MultiTaskModel, device: torch.device) -> Forward:
+    """The torch model as the engine's (input_ids, mask) -> (logits, logits) numpy call."""
+
+    @torch.inference_mode()
+    def forward(input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        sentiment, topic = model(
+            torch.from_numpy(input_ids).to(device), torch.from_numpy(attention_mask).to(device)
+        )
+        return sentiment.float().cpu().numpy(), topic.float().cpu().numpy()
+
+    return forward
+
+
 def _quantise(model: torch.nn.Module) -> None:
     """Dynamic int8 quantisation of the encoder's linear layers (weights int8, activations
     quantised per batch); the heads stay fp32. torch marks the eager API deprecated in
     favour of torchao, which is not installed here; the warning says only that."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.ao.quantization.quantize_dynamic(
+        torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
             model.encoder, {torch.nn.Linear}, dtype=torch.qint8, inplace=True
         )
 
@@ -244,4 +264,5 @@ def load_engine(settings: Settings, model_dir: Path | None = None) -> Engine:
         backend=settings.model_backend,
         batch_size=settings.model_batch_size,
         max_chunks=settings.model_max_chunks,
+        onnx_cache=settings.model_onnx_cache,
     )

@@ -17,6 +17,7 @@ from models.network import ModelDirError
 from models.registry import SHIPPED_DIR, SHIPPED_VERSION, Registry, RegistryError, resolve_model_dir
 
 pytestmark = pytest.mark.unit
+SECOND = "finsentry-minilm-experiment"
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ def _second_version(tmp_path: Path) -> Path:
     target = tmp_path / "v2"
     target.mkdir()
     config = json.loads((SHIPPED_DIR / "config.json").read_text())
-    config["finsentry"]["version"] = "finsentry-minilm-v2"
+    config["finsentry"]["version"] = SECOND
     (target / "config.json").write_text(json.dumps(config))
     shutil.copy(SHIPPED_DIR / "metrics.json", target / "metrics.json")
     return target
@@ -42,7 +43,7 @@ def test_shipped_checkpoint_is_the_first_current_version(store: Store) -> None:
     assert registry.current_dir() == SHIPPED_DIR
     (row,) = registry.versions()
     assert row["version"] == SHIPPED_VERSION and row["is_current"]
-    assert row["path"] == "models/checkpoints/finsentry-minilm-v1"
+    assert row["path"] == f"models/checkpoints/{SHIPPED_VERSION}"
     assert row["metrics"]["test"]["twitter_topic"]["accuracy"] > 0.5
     assert len(row["data_fingerprint"]) == 64 and row["training_config"]["seed"]
 
@@ -52,7 +53,7 @@ def test_register_and_promote_switch_the_current_version(store: Store, tmp_path:
     registry.ensure_shipped()
     second = registry.register(_second_version(tmp_path))
     assert not second["is_current"]
-    registry.promote("finsentry-minilm-v2")
+    registry.promote(SECOND)
     assert registry.current_dir() == tmp_path / "v2"
     assert [r["is_current"] for r in registry.versions()] == [False, True]
 
@@ -84,7 +85,7 @@ def test_models_commands_list_show_promote(tmp_path: Path, monkeypatch: pytest.M
     shown = runner.invoke(models_app, ["show", SHIPPED_VERSION])
     assert json.loads(shown.output)["version"] == SHIPPED_VERSION
     assert runner.invoke(models_app, ["register", str(_second_version(tmp_path))]).exit_code == 0
-    promoted = runner.invoke(models_app, ["promote", "finsentry-minilm-v2"])
+    promoted = runner.invoke(models_app, ["promote", SECOND])
     assert promoted.exit_code == 0 and "now current" in promoted.output
     missing = runner.invoke(models_app, ["promote", "nope"])
     assert missing.exit_code == 2 and "no model version 'nope'" in missing.output

@@ -129,7 +129,7 @@ class Settings(BaseSettings):
     model_path: Path | None = None
     model_device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
     model_batch_size: int = Field(default=32, ge=1, le=4096)
-    # models/ engine: numeric backend ("auto": bf16 on CUDA, else fp16; fp32 on CPU, see
+    # models/ engine: numeric backend ("auto": bf16 on CUDA, else fp16; onnx-int8 on CPU, see
     # models.engine.pick_backend for the measurements) and the most windows scored for one
     # long text (see models/engine.py). Batch 32 measured fastest on the 2-core CPU.
     model_backend: Literal["auto", "fp32", "bf16", "fp16", "int8", "onnx-fp32", "onnx-int8"] = (

@@ -105,3 +105,9 @@ def test_onnx_backends_are_cpu_only() -> None:
 def test_unknown_onnx_backend_is_refused(cache: Path) -> None:
     with pytest.raises(ValueError, match="not an ONNX backend"):
         onnx_file(SHIPPED_DIR, "onnx-fp16", cache)
+
+
+def test_auto_on_cpu_is_onnx_int8() -> None:
+    import torch
+
+    assert pick_backend(torch.device("cpu"), "auto") == "onnx-int8"

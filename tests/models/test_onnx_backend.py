@@ -12,18 +12,11 @@ import pytest
 from models.engine import Engine, pick_backend
 from models.onnx_runtime import FORMAT, checkpoint_digest, onnx_file
 from models.registry import SHIPPED_DIR
+from tests.models.test_engine import TEXTS as ENGINE_TEXTS
 
 pytestmark = pytest.mark.unit
 
-TEXTS = [
-    "Operating profit rose to EUR 13.1 mn from EUR 8.7 mn in the corresponding period in 2007.",
-    "$TSLA - Tesla shares slide after deliveries miss estimates https://t.co/abc",
-    "Fed's Powell says rate hikes may slow",
-    "ECB",
-    "Apple to buy a start-up for $1 billion, sources say",
-    "The company said it would cut 500 jobs.",
-    "word " * 400,
-]
+TEXTS = [*ENGINE_TEXTS, "word " * 400]  # the last one is scored in two windows
 
 
 @pytest.fixture(scope="module")

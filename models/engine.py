@@ -62,14 +62,16 @@ def pick_backend(device: torch.device, backend: Backend) -> str:
     fp32 on every test split (bench/inference.py, shared 2-core Xeon with AVX512-VNNI,
     2 threads, batches of 32, finsentry-minilm-v2; the machine was loaded by parallel
     work, load average 6-8, so compare within a run):
-    - speed, one run, 1,000 texts: torch fp32 65.8 texts/s, onnx-fp32 45.9, onnx-int8
-      146.2 (2.2x torch fp32) in the recipe quantising all but the heads. An interleaved
+    - speed, 1,000 texts: run A torch fp32 65.8 texts/s, onnx-fp32 45.9, onnx-int8 with
+      only the heads fp32 146.2 (2.2x); run B torch fp32 218.5, onnx-fp32 121.9, onnx-int8
+      with heads and first layer fp32 (the shipped recipe) 563.0 (2.6x). An interleaved
       1-thread run on v1: torch fp32 33.2, onnx-fp32 40.6, int8 per-tensor 87.3, int8
       per-channel with fp32 heads 95.0, the same with the first and last layers fp32 60.8.
-    - accuracy, whole test splits, points vs torch fp32 (PhraseBank / AllAgree / Twitter
-      sentiment / topic): onnx-fp32 0 / 0 / 0 / 0; int8 per-channel with fp32 heads
-      -0.41 / -0.87 / +0.09 / -0.06; also the first layer fp32 (the shipped recipe)
-      -0.21 / -0.43 / -0.34 / -0.14; last layer instead -0.83 / -0.43 / +0.09 / -0.14.
+    - accuracy in the engine, whole test splits, points vs torch fp32 (PhraseBank /
+      AllAgree / Twitter sentiment / topic): onnx-fp32 0 / 0 / 0 / 0; int8 per-channel
+      with fp32 heads -0.41 / -0.87 / +0.09 / -0.06; the shipped recipe -0.41 / -0.43 /
+      +0.04 / +0.09. (Batches of 64 outside the engine: last layer fp32 instead of the
+      first -0.83 / -0.43 / +0.09 / -0.14.)
       torch's dynamic int8 (``int8``) cost v1 0.6-1.2 points, so it stays opt-in; bf16
       ran at ~0.6x fp32 here (the casts around its matmuls cost more than they save).
     """

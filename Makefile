@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test test-unit lint kafka-start kafka-stop clean
+.PHONY: help demo up test test-unit lint kafka-start kafka-stop clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -20,8 +20,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev,postgres]'
 	touch $(STAMP)
 
-demo: $(STAMP) ## Run Kafka and the worker on bundled dated headlines (Ctrl-C stops)
-	$(BIN)/finsentry demo
+demo: $(STAMP) ## The whole product on bundled dated news, sped up (finsentry up --demo; Ctrl-C stops)
+	$(BIN)/finsentry up --demo
+
+up: $(STAMP) ## The whole product: Kafka, worker, alerts, dashboard, scheduler (Ctrl-C stops)
+	$(BIN)/finsentry up
 
 test: $(STAMP) ## Run every test (starts and stops its own Kafka broker)
 	$(BIN)/python -m pytest

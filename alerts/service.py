@@ -12,10 +12,14 @@ import base64
 import json
 import logging
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from alerts.dispatch import Dispatcher
 from alerts.errors import SecretsError
@@ -24,6 +28,7 @@ from alerts.retry import RetryPolicy
 from alerts.routing import Channel, RoutingConfig, default_routing, load_routing
 from alerts.secrets import AlertSecrets, resolve_secrets
 from finsentry.config import Settings
+from finsentry.health import HealthServer
 from finsentry.schema import Alert, SchemaError
 from finsentry.store import Store
 
@@ -89,6 +94,28 @@ class Counters:
     commit_failures: int = 0
 
 
+class CountersCollector(Collector):
+    """The service's counters as Prometheus counters, read at scrape time."""
+
+    HELP: ClassVar[dict[str, str]] = {
+        "consumed": "Alert messages read from the alerts topic",
+        "invalid": "Alert messages that were not valid Alerts (sent to dead-letter)",
+        "queued": "Deliveries recorded as pending",
+        "delivered": "Alerts delivered",
+        "failed": "Alerts whose delivery failed permanently",
+        "commit_failures": "Offset commits the broker refused",
+    }
+
+    def __init__(self, counters: Counters) -> None:
+        self.counters = counters
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        for name, help_text in self.HELP.items():
+            yield CounterMetricFamily(
+                f"finsentry_alerts_{name}", help_text, value=getattr(self.counters, name)
+            )
+
+
 class AlertService:
     """The consume → record → commit → deliver loop."""
 
@@ -108,12 +135,28 @@ class AlertService:
         self._producer: Any = None
         self._clock = clock
         self.counters = Counters()
+        # Read by the health server's thread: plain values, replaced whole, never mutated.
+        self.last_step_at: datetime | None = None
+        self.assigned_partitions = 0
 
     def run(self, stop: threading.Event) -> Counters:
         self._dispatcher.recover(self._clock())
         while not stop.is_set():
             self.step()
         return self.counters
+
+    def liveness(self) -> tuple[bool, str]:
+        """Alive while the loop keeps stepping (a poll waits at most alerts_max_idle_s)."""
+        if self.last_step_at is None:
+            return True, "starting"
+        age = (self._clock() - self.last_step_at).total_seconds()
+        limit = max(30.0, 10 * self._settings.alerts_max_idle_s)
+        return age <= limit, f"last loop step {age:.1f}s ago (limit {limit:.0f}s)"
+
+    def readiness(self) -> tuple[bool, str]:
+        """Ready once the consumer holds partitions of the alerts topic."""
+        count = self.assigned_partitions
+        return count > 0, f"{count} partition(s) of {self._settings.topic('alerts')} assigned"
 
     def step(self) -> None:
         """One poll (waiting at most until the dispatcher's next due time), then one tick."""
@@ -132,6 +175,8 @@ class AlertService:
                 self.counters.delivered += len(outcome.alert_ids)
             elif outcome.status == "failed":
                 self.counters.failed += len(outcome.alert_ids)
+        self.assigned_partitions = len(self._consumer.assignment())
+        self.last_step_at = self._clock()
 
     def _handle(self, record: Any) -> None:
         self.counters.consumed += 1
@@ -229,9 +274,20 @@ def run_service(settings: Settings, stop: threading.Event) -> Counters:
             make_consumer(settings),
             producer_factory=lambda: make_producer(settings),
         )
+        registry = CollectorRegistry()
+        registry.register(CountersCollector(service.counters))
+        health = HealthServer(
+            settings.alerts_web_host,
+            settings.alerts_web_port,
+            live=service.liveness,
+            ready=service.readiness,
+            registry=registry,
+        ).start()
+        log.info("health and metrics on %s (/health, /ready, /metrics)", health.url)
         try:
             return service.run(stop)
         finally:
+            health.stop()
             service.close()
     finally:
         for store in opened:

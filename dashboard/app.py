@@ -12,6 +12,8 @@ import threading
 from dataclasses import dataclass, field
 
 import flask
+import sqlalchemy
+import sqlalchemy.exc
 from dash import Dash
 from werkzeug.serving import BaseWSGIServer, make_server
 
@@ -19,7 +21,7 @@ from dashboard import layout
 from dashboard.callbacks import register
 from dashboard.queries import DashboardQueries
 from finsentry.config import Settings
-from finsentry.store import Store
+from finsentry.store import Store, posts
 
 
 class DashboardConfigError(ValueError):
@@ -68,9 +70,31 @@ def create_app(store: Store, settings: Settings) -> Dash:
     )
     app.layout = layout.shell(int(settings.dashboard_refresh_s * 1000))
     register(app, DashboardQueries(store, settings.window_size_s), settings)
+    _add_probes(app.server, store)
     if login is not None:
         _require_login(app.server, *login)
     return app
+
+
+# Liveness and readiness for supervisors and Kubernetes probes: served without the login
+# (they reveal nothing but "up"), so a probe needs no credentials.
+PROBE_PATHS = ("/health", "/ready")
+
+
+def _add_probes(server: flask.Flask, store: Store) -> None:
+    @server.route("/health")
+    def _health() -> flask.Response:
+        return flask.jsonify(status="ok")
+
+    @server.route("/ready")
+    def _ready() -> tuple[flask.Response, int]:
+        """Ready when the store answers a query on its posts table (schema in place)."""
+        try:
+            with store.engine.connect() as conn:
+                conn.execute(sqlalchemy.select(posts.c.id).limit(1))
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            return flask.jsonify(status="failing", detail=f"store: {exc}"), 503
+        return flask.jsonify(status="ok", detail="store answers"), 200
 
 
 def _require_login(server: flask.Flask, user: str, password: str) -> None:
@@ -78,6 +102,8 @@ def _require_login(server: flask.Flask, user: str, password: str) -> None:
 
     @server.before_request
     def _check_login() -> flask.Response | None:
+        if flask.request.path in PROBE_PATHS:
+            return None
         auth = flask.request.authorization
         if (
             auth is not None

@@ -22,6 +22,7 @@ from dashboard.frames import (
     parse_path,
     range_from_search,
     resolve_range,
+    sort_after_click,
 )
 from dashboard.queries import DashboardQueries, PostFilter, QueryError
 from finsentry.config import Settings
@@ -50,7 +51,9 @@ def render_page(q: DashboardQueries, pathname: str | None) -> html.Div:
     if page == "model":
         return views.model_page(q.model_versions())
     if page == "alert" and arg is not None:
-        return views.alert_page(q.alert(arg), arg)
+        alert = q.alert(arg)
+        shown = views.alert_page(alert, arg)
+        return shown if alert is None else html.Div([shown, layout.feedback_panel()])
     if page == "key" and arg is not None:
         return layout.key_page(arg)
     return html.Div([html.H2("Not found"), html.P(f"No page at {pathname}.")], id="not-found")
@@ -234,8 +237,7 @@ def register(app: Dash, q: DashboardQueries, settings: Settings) -> None:
         Input("f-topic", "value"),
         Input("f-source", "value"),
         Input("f-title", "value"),
-        Input("sort-col", "value"),
-        Input("sort-dir", "value"),
+        Input("sort", "data"),
         Input("prev-page", "n_clicks"),
         Input("next-page", "n_clicks"),
         Input("refresh", "n_intervals"),
@@ -250,8 +252,7 @@ def register(app: Dash, q: DashboardQueries, settings: Settings) -> None:
         topic: str | None,
         source: str | None,
         title: str | None,
-        sort_col: str,
-        sort_dir: str,
+        sort: dict[str, str],
         _prev: int | None,
         _next: int | None,
         _tick: int,
@@ -267,11 +268,23 @@ def register(app: Dash, q: DashboardQueries, settings: Settings) -> None:
             start,
             end,
             filters,
-            sort_col,
-            sort_dir,
+            sort["column"],
+            sort["direction"],
             page,
             settings.dashboard_page_size,
         )
+
+    @app.callback(
+        Output("sort", "data"),
+        Input({"type": "sort-by", "column": ALL}, "n_clicks"),
+        State("sort", "data"),
+        prevent_initial_call=True,
+    )
+    def _sort(_: list[int | None], current: dict[str, str]) -> Any:
+        # A re-rendered table brings new, unclicked headers: only a real click counts.
+        if not isinstance(ctx.triggered_id, dict) or not ctx.triggered[0]["value"]:
+            return no_update
+        return sort_after_click(ctx.triggered_id["column"], current)
 
     @app.callback(
         Output("fb-label", "options"), Output("fb-label", "value"), Input("fb-field", "value")

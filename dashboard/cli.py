@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import typer
 
 from finsentry.config import ConfigError, load_settings
@@ -22,6 +24,11 @@ def dashboard(
         raise typer.Exit(2) from exc
     from dashboard.app import DashboardConfigError, check_access, serve
 
+    def stop(*_: object) -> None:
+        # werkzeug's serve_forever returns on KeyboardInterrupt; the store is closed after.
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         check_access(settings)
         store_url = settings.masked_dump()["effective_store_url"]
@@ -34,4 +41,5 @@ def dashboard(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     except KeyboardInterrupt:
-        typer.echo("dashboard stopped")
+        pass  # raised before serving began
+    typer.echo("dashboard stopped")

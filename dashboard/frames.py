@@ -140,3 +140,15 @@ def format_probs(probs: dict[str, float] | None) -> str:
     if not probs:
         return ""
     return " ".join(f"{name[:3]} {value:.2f}" for name, value in probs.items())
+
+
+DESCENDING_FIRST: Final = ("published_at", "score")  # newest and most positive first
+
+
+def sort_after_click(column: str, current: dict[str, str] | None) -> dict[str, str]:
+    """The posts table's sort after a click on ``column``'s header: the sorted column flips
+    direction; another column starts newest/highest first for time and score, A-Z otherwise."""
+    if current and current.get("column") == column:
+        flipped = "asc" if current.get("direction") == "desc" else "desc"
+        return {"column": column, "direction": flipped}
+    return {"column": column, "direction": "desc" if column in DESCENDING_FIRST else "asc"}

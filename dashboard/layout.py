@@ -9,18 +9,8 @@ from __future__ import annotations
 from dash import dcc, html
 
 from dashboard.frames import RANGE_LABELS
-from dashboard.queries import SORTABLE
 from finsentry.schema import SENTIMENTS, TOPICS
 
-SORT_LABELS = {
-    "published_at": "time",
-    "source": "source",
-    "title": "title",
-    "sentiment": "sentiment",
-    "score": "score",
-    "topic": "topic",
-    "model_version": "model version",
-}
 STYLE_ROW = {"display": "flex", "gap": "12px", "alignItems": "center", "flexWrap": "wrap"}
 
 
@@ -106,7 +96,7 @@ def key_page(key: str) -> html.Div:
             html.H3("Posts"),
             _post_controls(),
             html.Div(id="posts-table"),
-            _feedback_panel(),
+            feedback_panel(),
         ]
     )
 
@@ -132,20 +122,7 @@ def _post_controls() -> html.Div:
             dcc.Input(
                 id="f-title", placeholder="title contains", debounce=True, style={"width": "220px"}
             ),
-            html.Label("sort"),
-            dcc.Dropdown(
-                id="sort-col",
-                value="published_at",
-                clearable=False,
-                options=[{"label": SORT_LABELS[c], "value": c} for c in SORTABLE],
-                style={"width": "150px"},
-            ),
-            dcc.RadioItems(
-                id="sort-dir",
-                value="desc",
-                inline=True,
-                options=[{"label": "desc", "value": "desc"}, {"label": "asc", "value": "asc"}],
-            ),
+            dcc.Store(id="sort", data={"column": "published_at", "direction": "desc"}),
             html.Button("< prev", id="prev-page"),
             html.Span(id="page-label"),
             html.Button("next >", id="next-page"),
@@ -155,7 +132,7 @@ def _post_controls() -> html.Div:
     )
 
 
-def _feedback_panel() -> html.Div:
+def feedback_panel() -> html.Div:
     return html.Div(
         [
             html.H3("Correct a label"),

@@ -2,9 +2,12 @@
 
 Every function returns a pandas DataFrame (or a plain dict) shaped for one figure or table,
 so figure builders never see SQL and callbacks never build it. Series read the
-pre-aggregated ``signal_points``, merged in SQL into coarser buckets when a range holds more
-windows than a chart can show; post tables read ``posts`` through its time indexes and are
-always bounded by a time range and a page, so a 1,000,000-post store answers quickly.
+pre-aggregated ``signal_points``; when a range holds more windows than a chart can show they
+are merged in SQL into coarser buckets, read from the hourly and daily ``signal_rollups``
+wherever a bucket is made of whole rollup buckets (``finsentry.rollups``), so a 30-day chart
+or ticker ranking reads a few thousand rows. Post tables read ``posts`` through its time
+indexes and are always bounded by a time range and a page, so a 1,000,000-post store
+answers quickly.
 Time columns are fetched raw and parsed by pandas in one vectorised pass (stored as UTC).
 """
 
@@ -17,21 +20,29 @@ from typing import Any, Final
 import pandas as pd
 from sqlalchemy import (
     ColumnElement,
-    Integer,
     Select,
     String,
     and_,
     case,
-    cast,
-    extract,
     func,
     or_,
     select,
     type_coerce,
+    union_all,
 )
 
-from finsentry.store import Store, alerts, deliveries, model_versions, post_tickers, posts
+from finsentry.rollups import bucket_width, epoch_seconds, resolutions_within, spans
+from finsentry.store import (
+    Store,
+    alerts,
+    deliveries,
+    model_versions,
+    post_tickers,
+    posts,
+    sql_epoch_seconds,
+)
 from finsentry.store import signal_points as sp
+from finsentry.store import signal_rollups as ro
 
 TIME_COLUMNS: Final = ("window_start", "window_end", "published_at", "created_at")
 SERIES_POINTS: Final = 1_000  # most points per series line
@@ -127,52 +138,76 @@ class DashboardQueries:
                 frame[name] = pd.to_datetime(frame[name], utc=True, format="ISO8601")
         return frame
 
-    def _epoch(self, column: Any) -> ColumnElement[int]:
-        if self.store.dialect == "sqlite":
-            return cast(func.strftime("%s", column), Integer)
-        return cast(func.floor(extract("epoch", column)), Integer)
-
     def bucket_seconds(self, start: datetime, end: datetime, max_points: int) -> int | None:
         """Bucket width that keeps a range under ``max_points``; None when windows fit."""
         windows = (end - start).total_seconds() / self.window_s
         if windows <= max_points:
             return None
-        return int(-(-windows // max_points)) * self.window_s
+        return bucket_width(int(-(-windows // max_points)) * self.window_s, self.window_s)
 
     def _windows(
-        self, keys: list[str], start: datetime, end: datetime, max_points: int
+        self,
+        keys: list[str],
+        start: datetime,
+        end: datetime,
+        max_points: int,
+        columns: tuple[str, ...] = SERIES_COLUMNS,
     ) -> pd.DataFrame:
-        """Signal points of some keys in [start, end), merged into buckets if too many.
+        """Signal points of some keys in [start, end), merged into buckets if too many;
+        only ``columns`` (among ``SERIES_COLUMNS``) are read.
 
         A merged bucket is what one big window would say: counts summed, means weighted by
         count, a spike when any window in it was one.
         """
-        where = (sp.c.key.in_(keys), sp.c.window_start >= start, sp.c.window_start < end)
         bucket_s = self.bucket_seconds(start, end, max_points)
         if bucket_s is None:
-            columns = [_raw_time(sp.c[n]) if n in TIME_COLUMNS else sp.c[n] for n in SERIES_COLUMNS]
-            query = select(*columns).where(*where).order_by(sp.c.key, sp.c.window_start)
-            return self._frame(query, SERIES_COLUMNS)
-        bucket = self._epoch(sp.c.window_start) // bucket_s
-        weight = func.nullif(func.sum(sp.c.count), 0)
-        query = (
-            select(
-                sp.c.key,
-                (bucket * bucket_s).label("window_start"),
-                type_coerce(func.max(sp.c.window_end), String),
-                func.sum(sp.c.count),
-                func.sum(sp.c.mean_score * sp.c.count) / weight,
-                func.sum(sp.c.neg_share * sp.c.count) / weight,
-                func.avg(sp.c.baseline),
-                func.max(sp.c.z),
-                func.max(case((sp.c.is_spike, 1), else_=0)),
-            )
-            .where(*where)
-            .group_by(sp.c.key, bucket)
-        )
-        frame = self._epoch_frame(query, SERIES_COLUMNS)
-        frame["is_spike"] = frame["is_spike"].astype(bool)
+            where = (sp.c.key.in_(keys), sp.c.window_start >= start, sp.c.window_start < end)
+            chosen = [_raw_time(sp.c[n]) if n in TIME_COLUMNS else sp.c[n] for n in columns]
+            query = select(*chosen).where(*where).order_by(sp.c.key, sp.c.window_start)
+            return self._frame(query, columns)
+        parts = [
+            self._window_sums(keys, lo, hi, bucket_s)
+            if resolution is None
+            else _rollup_sums(keys, resolution, lo, hi, bucket_s)
+            for resolution, lo, hi in spans(start, end, resolutions_within(bucket_s))
+        ]
+        sums = (union_all(*parts) if len(parts) > 1 else parts[0]).subquery()
+        weight = func.nullif(func.sum(sums.c.count), 0)
+        merged = {
+            "key": sums.c.key,
+            "window_start": sums.c.bucket,
+            "window_end": type_coerce(func.max(sums.c.window_end), String),
+            "count": func.sum(sums.c.count),
+            "mean_score": func.sum(sums.c.score_sum) / weight,
+            "neg_share": func.sum(sums.c.neg_sum) / weight,
+            "baseline": func.sum(sums.c.baseline_sum) / func.nullif(func.sum(sums.c.baseline_n), 0),
+            "z": func.max(sums.c.z_max),
+            "is_spike": func.max(sums.c.spikes),
+        }
+        query = select(*(merged[n] for n in columns)).group_by(sums.c.key, sums.c.bucket)
+        frame = self._epoch_frame(query, columns)
+        if "is_spike" in frame.columns:
+            frame["is_spike"] = frame["is_spike"].astype(bool)
         return frame
+
+    def _window_sums(
+        self, keys: list[str], start: datetime, end: datetime, bucket_s: int
+    ) -> Select[Any]:
+        """The windows of [start, end) in the rollups' shape (sums), each in its bucket."""
+        return select(
+            sp.c.key,
+            (sql_epoch_seconds(sp.c.window_start, self.store.dialect) // bucket_s * bucket_s).label(
+                "bucket"
+            ),
+            sp.c.window_end,
+            sp.c.count,
+            (sp.c.mean_score * sp.c.count).label("score_sum"),
+            (sp.c.neg_share * sp.c.count).label("neg_sum"),
+            sp.c.baseline.label("baseline_sum"),
+            case((sp.c.baseline.is_(None), 0), else_=1).label("baseline_n"),
+            sp.c.z.label("z_max"),
+            case((sp.c.is_spike, 1), else_=0).label("spikes"),
+        ).where(sp.c.key.in_(keys), sp.c.window_start >= start, sp.c.window_start < end)
 
     def _epoch_frame(self, query: Select[Any], columns: tuple[str, ...]) -> pd.DataFrame:
         """Like ``_frame`` for bucketed queries, whose window_start is epoch seconds."""
@@ -205,20 +240,16 @@ class DashboardQueries:
         first, and their negative share per window or bucket, long format.
 
         Ranking first and then reading only the chosen keys' windows (a primary-key range
-        each) costs far less than bucketing every ticker's windows and ranking afterwards.
+        each) costs far less than bucketing every ticker's windows and ranking afterwards;
+        the ranking itself sums daily and hourly rollups, and windows only at ragged edges.
         """
-        total = func.sum(sp.c.count).label("total")
-        # The prefix test as substr(), not a key range: that steers SQLite to the covering
-        # window_start index (cost grows with the range) instead of every ticker's history.
+        parts = [_ticker_counts(resolution, lo, hi) for resolution, lo, hi in spans(start, end)]
+        counts = union_all(*parts).subquery()
+        total = func.sum(counts.c.count).label("total")
         ranking = (
-            select(sp.c.key, total)
-            .where(
-                func.substr(sp.c.key, 1, len("ticker:")) == "ticker:",
-                sp.c.window_start >= start,
-                sp.c.window_start < end,
-            )
-            .group_by(sp.c.key)
-            .order_by(total.desc(), sp.c.key)
+            select(counts.c.key, total)
+            .group_by(counts.c.key)
+            .order_by(total.desc(), counts.c.key)
             .limit(limit)
         )
         with self.store.engine.connect() as conn:
@@ -226,28 +257,7 @@ class DashboardQueries:
         columns = ("key", "window_start", "count", "neg_share")
         if not keys:
             return keys, pd.DataFrame({name: [] for name in columns})
-        where = (sp.c.key.in_(keys), sp.c.window_start >= start, sp.c.window_start < end)
-        bucket_s = self.bucket_seconds(start, end, max_points)
-        if bucket_s is None:
-            query = (
-                select(sp.c.key, _raw_time(sp.c.window_start), sp.c.count, sp.c.neg_share)
-                .where(*where)
-                .order_by(sp.c.key, sp.c.window_start)
-            )
-            return keys, self._frame(query, columns)
-        bucket = self._epoch(sp.c.window_start) // bucket_s
-        weight = func.nullif(func.sum(sp.c.count), 0)
-        query = (
-            select(
-                sp.c.key,
-                bucket * bucket_s,
-                func.sum(sp.c.count),
-                func.sum(sp.c.neg_share * sp.c.count) / weight,
-            )
-            .where(*where)
-            .group_by(bucket, sp.c.key)
-        )
-        return keys, self._epoch_frame(query, columns)
+        return keys, self._windows(keys, start, end, max_points, columns)
 
     def alerts(
         self, start: datetime, end: datetime, *, key: str | None = None, limit: int = 50
@@ -353,6 +363,49 @@ class DashboardQueries:
     def record_feedback(self, post_id: str, field_name: str, new_label: str, user: str) -> int:
         """An analyst's correction, through the store (who, when and the old label kept)."""
         return self.store.add_feedback(post_id, field_name, new_label, user=user)
+
+
+def _rollup_sums(
+    keys: list[str], resolution: int, start: datetime, end: datetime, bucket_s: int
+) -> Select[Any]:
+    """The rollups of some keys at one resolution for [start, end), each in its bucket."""
+    return select(
+        ro.c.key,
+        (ro.c.bucket_epoch // bucket_s * bucket_s).label("bucket"),
+        ro.c.window_end,
+        ro.c.count,
+        ro.c.score_sum,
+        ro.c.neg_sum,
+        ro.c.baseline_sum,
+        ro.c.baseline_n,
+        ro.c.z_max,
+        ro.c.spikes,
+    ).where(
+        ro.c.resolution_s == resolution,
+        ro.c.key.in_(keys),
+        ro.c.bucket_epoch >= epoch_seconds(start),
+        ro.c.bucket_epoch < epoch_seconds(end),
+    )
+
+
+def _ticker_counts(resolution: int | None, start: datetime, end: datetime) -> Select[Any]:
+    """Posts per ``ticker:`` key and window or rollup bucket in [start, end).
+
+    The prefix test as substr(), not a key range: that steers SQLite to the covering
+    time-first index (cost grows with the range) instead of every ticker's history.
+    """
+    if resolution is None:
+        return select(sp.c.key, sp.c.count).where(
+            func.substr(sp.c.key, 1, len("ticker:")) == "ticker:",
+            sp.c.window_start >= start,
+            sp.c.window_start < end,
+        )
+    return select(ro.c.key, ro.c.count).where(
+        ro.c.resolution_s == resolution,
+        func.substr(ro.c.key, 1, len("ticker:")) == "ticker:",
+        ro.c.bucket_epoch >= epoch_seconds(start),
+        ro.c.bucket_epoch < epoch_seconds(end),
+    )
 
 
 def _raw_time(column: Any) -> Any:

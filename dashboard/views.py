@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import pandas as pd
 from dash import dcc, html
@@ -24,7 +24,7 @@ def _time(value: Any) -> str:
     return str(pd.Timestamp(value).tz_convert("UTC").strftime("%Y-%m-%d %H:%M:%S"))
 
 
-def _table(header: list[str], rows: list[list[Any]], table_id: str) -> html.Table:
+def _table(header: list[Any], rows: list[list[Any]], table_id: str) -> html.Table:
     return html.Table(
         [
             html.Thead(html.Tr([html.Th(name) for name in header])),
@@ -62,6 +62,35 @@ def alert_table(frame: pd.DataFrame, table_id: str) -> html.Div | html.Table:
     return _table(header, rows, table_id)
 
 
+def correct_button(post_id: str) -> html.Button:
+    """Picks the post for the correction form (``layout.feedback_panel``)."""
+    return html.Button("correct", id={"type": "fb-pick", "post": post_id})
+
+
+# The posts table's columns: header, and the column its header sorts by.
+POST_HEADERS: Final = (
+    ("published (UTC)", "published_at"),
+    ("source", "source"),
+    ("title", "title"),
+    ("sentiment", "sentiment"),
+    ("score", "score"),
+    ("topic", "topic"),
+    ("model", "model_version"),
+)
+
+
+def sort_header(label: str, column: str, sort: tuple[str, bool]) -> html.Button:
+    """A header that sorts the table by its column when clicked (again: the other way)."""
+    sorted_by, descending = sort
+    mark = (" ▼" if descending else " ▲") if column == sorted_by else ""
+    return html.Button(
+        label + mark,
+        id={"type": "sort-by", "column": column},
+        className="fs-sort",
+        title=f"sort by {label}",
+    )
+
+
 def posts_table(page: PostPage) -> html.Div:
     if page.rows.empty:
         return html.Div("No posts match.", id="posts-empty")
@@ -71,14 +100,15 @@ def posts_table(page: PostPage) -> html.Div:
             row.source,
             link_or_text(row.title, row.url),
             f"{row.sentiment or ''} ({format_probs(row.sentiment_probs)})",
+            "" if row.score is None or pd.isna(row.score) else f"{row.score:+.2f}",
             row.topic or "",
             row.model_version or "",
-            html.Button("correct", id={"type": "fb-pick", "post": row.id}),
+            correct_button(row.id),
         ]
         for row in page.rows.itertuples(index=False)
     ]
-    header = ["published (UTC)", "source", "title", "sentiment", "topic", "model", ""]
-    return html.Div(_table(header, rows, "posts"))
+    header = [sort_header(label, column, page.sort) for label, column in POST_HEADERS]
+    return html.Div(_table([*header, ""], rows, "posts"))
 
 
 def page_label(page: PostPage) -> str:
@@ -103,7 +133,12 @@ def alert_page(alert: dict[str, Any] | None, alert_id: str) -> html.Div:
         ["model version", alert["model_version"]],
     ]
     evidence = [
-        [link_or_text(item.get("title", ""), item.get("url")), f"{item['score']:.2f}", item["id"]]
+        [
+            link_or_text(item.get("title", ""), item.get("url")),
+            f"{item['score']:.2f}",
+            item["id"],
+            correct_button(item["id"]),
+        ]
         for item in alert["evidence"]
     ]
     sent = [
@@ -115,7 +150,7 @@ def alert_page(alert: dict[str, Any] | None, alert_id: str) -> html.Div:
             html.H2(f"Alert on {alert['key']}", id="alert-title"),
             _table(["", ""], facts, "alert-facts"),
             html.H3("Evidence: the most negative posts of the window"),
-            _table(["title", "score", "post"], evidence, "alert-evidence")
+            _table(["title", "score", "post", ""], evidence, "alert-evidence")
             if evidence
             else html.P("No evidence posts recorded."),
             html.H3("Deliveries"),

@@ -12,6 +12,7 @@ from finsentry.cli_settings import settings_or_exit
 from finsentry.kafka_cli import kafka_app
 from ingest.cli import ingest_app
 from models.cli import classify_command, evaluate_command, models_app, train_command
+from models.retrain_cli import retrain_command, scheduler_command
 from stream.cli import worker
 
 app = typer.Typer(
@@ -28,6 +29,8 @@ app.add_typer(models_app, name="models")
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
 app.command("classify")(classify_command)
+app.command("retrain")(retrain_command)
+app.command("scheduler")(scheduler_command)
 
 
 @app.command("config")
@@ -37,9 +40,22 @@ def show_config() -> None:
     typer.echo(json.dumps(settings.masked_dump(), indent=2, default=str))
 
 
-@app.command("demo")
-def demo() -> None:
-    """Run the product on the embedded default with bundled dated headlines (Ctrl-C stops)."""
-    from finsentry.demo import run_demo
+@app.command("up")
+def up(
+    demo: bool = typer.Option(
+        False, "--demo", help="Also replay bundled dated news, sped up: alerts within minutes."
+    ),
+) -> None:
+    """Start, supervise and stop as one unit: Kafka, worker, alerts, dashboard, scheduler."""
+    from finsentry.up import run_up
 
-    run_demo(settings_or_exit())
+    raise typer.Exit(run_up(settings_or_exit(), demo=demo))
+
+
+@app.command("status")
+def status() -> None:
+    """Health of each service (live, ready), where it answers and its log (exit 1 if any is not)."""
+    from finsentry.status import show_status
+    from finsentry.up import console
+
+    raise typer.Exit(show_status(settings_or_exit(), console))

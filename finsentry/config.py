@@ -11,11 +11,13 @@ so a config file can be grouped by section while env names stay flat
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -29,9 +31,15 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+if TYPE_CHECKING:
+    from apscheduler.triggers.cron import CronTrigger
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_FILE_ENV = "FINSENTRY_CONFIG"
 DEFAULT_CONFIG_FILE = Path("finsentry.toml")
+DEMO_CSV = "analyst_ratings_processed_head.csv"
+GATE_SETS = ("phrasebank", "phrasebank_allagree", "twitter_sentiment", "twitter_topic")
+GATE_METRIC = re.compile(rf"({'|'.join(GATE_SETS)})\.(accuracy|macro_f1)")
 
 
 class ConfigError(ValueError):
@@ -140,6 +148,40 @@ class Settings(BaseSettings):
     # shared by every data_dir, so test runs and workers with fresh data dirs reuse them.
     model_onnx_cache: Path = Path.home() / ".cache" / "finsentry" / "onnx"
 
+    # Scheduled retraining (models/retrain.py, models/scheduler.py). The cron expression has
+    # 5 fields (minute hour day month day-of-week) or 6 (second first); name the weekday
+    # (``sun``): APScheduler counts numeric weekdays from Monday = 0, unlike crontab.
+    retrain_cron: str = "0 3 * * sun"
+    retrain_timezone: str = "UTC"
+    retrain_misfire_grace_s: int = Field(default=3600, ge=1)
+    # The training budget: whichever of epochs, steps and minutes runs out first.
+    retrain_epochs: int = Field(default=1, ge=1, le=100)
+    retrain_max_steps: int | None = Field(default=None, ge=1)
+    retrain_max_minutes: float | None = Field(default=120.0, gt=0)
+    retrain_batch_size: int = Field(default=32, ge=1, le=4096)
+    # Lower than a first fine-tune's 1e-4: retraining continues from the current model.
+    retrain_learning_rate: float = Field(default=3e-5, gt=0, le=1)
+    retrain_device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
+    retrain_threads: int = Field(default=2, ge=1, le=1024)
+    # Base training examples per dataset (unset: all); analyst feedback is always used whole.
+    retrain_train_limit: int | None = Field(default=None, ge=1)
+    # How many times each feedback example appears in the training mix.
+    retrain_feedback_repeat: int = Field(default=1, ge=1, le=100)
+    # Gate: a fixed seeded sample per test (and validation) set; unset: the full splits.
+    retrain_eval_sample: int | None = Field(default=None, ge=1)
+    retrain_gate_metrics: tuple[str, ...] = (
+        "phrasebank.accuracy",
+        "phrasebank.macro_f1",
+        "phrasebank_allagree.accuracy",
+        "twitter_sentiment.accuracy",
+        "twitter_sentiment.macro_f1",
+        "twitter_topic.accuracy",
+        "twitter_topic.macro_f1",
+    )
+    retrain_tolerance: float = Field(default=0.005, ge=0, le=1)
+    scheduler_web_host: str = "127.0.0.1"
+    scheduler_web_port: int = Field(default=6068, ge=1, le=65535)
+
     # Event-time windows and spike detection.
     window_size_s: int = Field(default=300, ge=1)
     allowed_lateness_s: int = Field(default=120, ge=0)
@@ -220,6 +262,23 @@ class Settings(BaseSettings):
     alerts_retry_max_s: float = Field(default=600.0, ge=0)
     alerts_retry_max_attempts: int = Field(default=8, ge=1)
     alerts_max_idle_s: float = Field(default=1.0, gt=0)
+    # The service's /health, /ready and /metrics.
+    alerts_web_host: str = "127.0.0.1"
+    alerts_web_port: int = Field(default=6067, ge=0, le=65535)
+
+    # `finsentry up`: restart backoff (base, doubling, cap), consecutive failures before it
+    # gives up, run time after which a child counts as stable again, readiness deadline per
+    # child, and the grace between SIGTERM and SIGKILL when stopping.
+    up_backoff_base_s: float = Field(default=1.0, gt=0)
+    up_backoff_max_s: float = Field(default=30.0, gt=0)
+    up_max_failures: int = Field(default=5, ge=0)
+    up_stable_after_s: float = Field(default=60.0, gt=0)
+    up_ready_timeout_s: float = Field(default=300.0, gt=0)
+    up_stop_grace_s: float = Field(default=30.0, gt=0)
+    # `finsentry up --demo`: the bundled dated file it replays and the event-time speed-up
+    # (1.2 million: the Benzinga sample's eleven years in about five minutes).
+    demo_file: Path = REPO_ROOT / "data" / "benzinga_headlines_sample" / DEMO_CSV
+    demo_speed: float = Field(default=1_200_000.0, gt=0)
 
     @field_validator("kafka_topic_partitions")
     @classmethod
@@ -227,6 +286,32 @@ class Settings(BaseSettings):
         bad = {name: count for name, count in value.items() if count < 1}
         if bad:
             raise ValueError(f"partition counts must be >= 1, got {bad}")
+        return value
+
+    @field_validator("retrain_cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        cron_trigger(value, "UTC")
+        return value
+
+    @field_validator("retrain_timezone")
+    @classmethod
+    def _valid_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("retrain_gate_metrics")
+    @classmethod
+    def _valid_gate_metrics(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [name for name in value if not GATE_METRIC.fullmatch(name)]
+        if bad or not value:
+            raise ValueError(
+                f"gate metrics must be non-empty SET.METRIC names, SET one of {GATE_SETS} and "
+                f"METRIC accuracy or macro_f1; bad: {bad}"
+            )
         return value
 
     @model_validator(mode="after")
@@ -288,6 +373,25 @@ class Settings(BaseSettings):
         dump["effective_bootstrap_servers"] = mask_url_password(self.bootstrap_servers)
         dump["effective_store_url"] = mask_url_password(self.database_url)
         return dump
+
+
+def cron_trigger(expression: str, timezone: str) -> CronTrigger:
+    """An APScheduler trigger from 5 cron fields (minute first) or 6 (second first)."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    fields = expression.split()
+    names: tuple[str, ...] = ("minute", "hour", "day", "month", "day_of_week")
+    if len(fields) == 6:
+        names = ("second", *names)
+    elif len(fields) != 5:
+        raise ValueError(
+            f"cron expression {expression!r} has {len(fields)} fields; expected 5 "
+            "(minute hour day month day-of-week) or 6 (second first)"
+        )
+    try:
+        return CronTrigger(**dict(zip(names, fields, strict=True)), timezone=timezone)
+    except ValueError as exc:
+        raise ValueError(f"cron expression {expression!r}: {exc}") from exc
 
 
 def mask_url_password(value: str) -> str:

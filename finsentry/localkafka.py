@@ -23,6 +23,7 @@ from pathlib import Path
 from string import Template
 
 from finsentry.config import REPO_ROOT, Settings
+from finsentry.runtime import pid_alive
 
 DEPLOY_DIR = REPO_ROOT / "deploy" / "kafka"
 MIN_JAVA = 17
@@ -53,6 +54,15 @@ def kafka_version(pom: Path = DEPLOY_DIR / "pom.xml") -> str:
     if match is None:
         raise KafkaLauncherError(f"{pom}: no <kafka.version> property")
     return match.group(1)
+
+
+def new_cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding. Like Kafka's own
+    Uuid.randomUuid, never one starting with "-", which kafka-storage would take for an option."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -214,7 +224,7 @@ class LocalKafka:
         if (self.data_dir / "meta.properties").is_file():
             return False
         self.logs_dir.mkdir(parents=True, exist_ok=True)
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         command = self._java_command(
             lib,
             STORAGE_TOOL_CLASS,
@@ -256,10 +266,9 @@ class LocalKafka:
             version=self.version,
         )
 
-    def start(self) -> tuple[BrokerStatus, bool]:
-        """Start the broker and wait until it answers; returns (status, started_now)."""
-        if self.pid() is not None:
-            return self.status(), False
+    def prepare(self) -> list[str]:
+        """Check Java and ports, resolve jars, render config, format storage: the broker's
+        command line, ready to run in the foreground (``start`` or a supervisor runs it)."""
         self._check_java()
         host = self.settings.kafka_host
         for name, port in (
@@ -275,9 +284,16 @@ class LocalKafka:
         self.render_properties()
         self.format_storage(lib)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
+        return self._java_command(lib, BROKER_MAIN_CLASS, str(self.properties_file))
+
+    def start(self) -> tuple[BrokerStatus, bool]:
+        """Start the broker and wait until it answers; returns (status, started_now)."""
+        if self.pid() is not None:
+            return self.status(), False
+        command = self.prepare()
         with self.console_log.open("ab") as console:
             process = subprocess.Popen(
-                self._java_command(lib, BROKER_MAIN_CLASS, str(self.properties_file)),
+                command,
                 stdout=console,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -342,16 +358,6 @@ def _is_our_broker(pid: int, properties_file: Path) -> bool:
     return BROKER_MAIN_CLASS in args and str(properties_file) in args
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _wait_gone(pid: int, timeout_s: float) -> bool:
     """Wait for the process to exit; our own children are reaped, others by init."""
     child = _children.get(pid)
@@ -364,7 +370,7 @@ def _wait_gone(pid: int, timeout_s: float) -> bool:
         return True
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             return True
         time.sleep(0.1)
     return False

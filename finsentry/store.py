@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -25,22 +26,33 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Select,
     String,
     Table,
     Text,
     TypeDecorator,
+    bindparam,
+    case,
+    cast,
     create_engine,
     delete,
     event,
+    extract,
     func,
+    inspect,
+    literal,
     select,
+    text,
+    true,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.sql.elements import ColumnElement
 
+from finsentry.rollups import HOUR, RESOLUTIONS, bucket_of, from_epoch
 from finsentry.schema import Alert, Post, ScoredPost, SignalPoint
 
 
@@ -123,6 +135,34 @@ signal_points = Table(
     sqlite_with_rowid=False,
 )
 
+# Hourly, three-hourly and daily sums of the signal points per key, kept in step with them in
+# the same transaction, so that long ranges read a few rows per key instead of every window
+# (see finsentry/rollups.py). Sums rather than means: merged buckets stay exact and count-weighted
+# (mean score = score_sum / count, negative share = neg_sum / count).
+signal_rollups = Table(
+    "signal_rollups",
+    metadata,
+    # Key first: a key's buckets at one resolution are one contiguous read (series, heatmap),
+    # and SQLite cannot mistake the primary key for a path to a range of all keys (ranking).
+    Column("key", String(220), primary_key=True),
+    Column("resolution_s", Integer, primary_key=True),
+    Column("bucket_epoch", BigInteger, primary_key=True),  # UTC epoch second the bucket starts
+    Column("window_end", UtcDateTime, nullable=False),  # the latest window end in the bucket
+    Column("windows", Integer, nullable=False),
+    Column("count", BigInteger, nullable=False),
+    Column("score_sum", Float, nullable=False),
+    Column("neg_sum", Float, nullable=False),
+    Column("baseline_sum", Float, nullable=False),
+    Column("baseline_n", Integer, nullable=False),  # windows with a baseline
+    Column("z_max", Float),
+    Column("spikes", Integer, nullable=False),  # windows that were spikes
+    # Covers the ranking of keys over a range (all keys, one resolution) index-only.
+    Index("ix_signal_rollups_bucket", "resolution_s", "bucket_epoch", "key", "count"),
+    sqlite_with_rowid=False,
+)
+# The rollup columns a coarser bucket sums from the finer ones (``z_max`` is a max).
+ROLLUP_SUMS = ("windows", "count", "score_sum", "neg_sum", "baseline_sum", "baseline_n", "spikes")
+
 alerts = Table(
     "alerts",
     metadata,
@@ -180,6 +220,29 @@ model_versions = Table(
     Column("data_fingerprint", String(128), nullable=False),
     Column("training_config", JSON, nullable=False),
     Column("is_current", Boolean, nullable=False, default=False),
+    # candidate (registered, never served), promoted (was or is current), rejected (failed
+    # the retraining gate: never made current without force). "current" is is_current.
+    Column("status", String(16), nullable=False, default="candidate"),
+)
+
+# One row per retraining run (models/retrain.py): what it trained on, both models' gate
+# metrics, and the decision with its reason.
+retrain_runs = Table(
+    "retrain_runs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("trigger", String(16), nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime),
+    Column("decision", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("current_version", String(200)),
+    Column("candidate_version", String(200)),
+    Column("data_fingerprint", String(128)),
+    Column("current_metrics", JSON),
+    Column("candidate_metrics", JSON),
+    Column("details", JSON, nullable=False),
+    Index("ix_retrain_runs_started_at", "started_at"),
 )
 
 # Small durable state of long-running jobs: RSS feed ETags, replay and backfill checkpoints.
@@ -191,8 +254,15 @@ job_state = Table(
     Column("updated_at", UtcDateTime, nullable=False),
 )
 
+# One transaction-scoped lock per key, taken in key order (so two writers cannot deadlock);
+# PostgreSQL evaluates the volatile lock calls after the ORDER BY.
+LOCK_KEYS = text(
+    "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) "
+    "FROM unnest(CAST(:keys AS text[])) WITH ORDINALITY AS t(k, n) ORDER BY n"
+)
 VERDICT_COLUMNS = ("sentiment", "sentiment_probs", "score", "topic", "topic_probs", "model_version")
 DELIVERY_STATUSES = ("pending", "retrying", "delivered", "failed")
+RETRAIN_DECISIONS = ("running", "promoted", "rejected", "skipped", "interrupted", "failed")
 FEEDBACK_FIELDS = ("sentiment", "topic")
 
 
@@ -202,6 +272,13 @@ class StoreError(RuntimeError):
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def sql_epoch_seconds(column: Any, dialect: str) -> ColumnElement[int]:
+    """A stored time as whole UTC epoch seconds, in SQL (the rollup buckets' unit)."""
+    if dialect == "sqlite":
+        return cast(func.strftime("%s", column), Integer)
+    return cast(func.floor(extract("epoch", column)), BigInteger)
 
 
 def _set_sqlite_pragmas(dbapi_conn: DBAPIConnection, record: ConnectionPoolEntry) -> None:
@@ -247,6 +324,8 @@ class Store:
         self.engine = make_engine(url)
         if create:
             metadata.create_all(self.engine)
+            _add_status_column(self.engine)
+            self._fill_empty_rollups()
 
     @property
     def dialect(self) -> str:
@@ -316,14 +395,120 @@ class Store:
 
     # signal points ----------------------------------------------------------------------
     def upsert_signal_points(self, points: Iterable[SignalPoint]) -> int:
+        """Write closed windows and, in the same transaction, the rollups they fall in.
+
+        The touched hourly buckets are recomputed from the windows and the touched days from
+        those hours (never incremented), so re-sending a window cannot count it twice.
+        """
         now = _now()
         unique = {(p.key, p.window_start): p for p in points}
         rows = [
             {**p.model_dump(exclude={"schema_version"}), "updated_at": now} for p in unique.values()
         ]
+        if not rows:
+            return 0
         with self.begin() as conn:
+            if self.dialect == "postgresql":
+                # Writers of the same key take turns, so each recomputation sees the windows
+                # another writer committed just before (READ COMMITTED would miss them).
+                conn.execute(LOCK_KEYS, {"keys": sorted({p.key for p in unique.values()})})
             self._upsert(conn, signal_points, rows, ["key", "window_start"])
+            self._refresh_rollups(conn, unique.values())
         return len(rows)
+
+    def _refresh_rollups(self, conn: Connection, points: Iterable[SignalPoint]) -> None:
+        """Recompute the hours the points fall in from the windows, then each coarser
+        resolution's touched buckets from the next finer one."""
+        hours = sorted({(p.key, bucket_of(p.window_start, HOUR)) for p in points})
+        from_points = self._rollup_from_points(
+            signal_points.c.key == bindparam("k"),
+            signal_points.c.window_start >= bindparam("lo", type_=UtcDateTime),
+            signal_points.c.window_start < bindparam("hi", type_=UtcDateTime),
+        )
+        conn.execute(
+            from_points,
+            [{"k": k, "lo": from_epoch(h), "hi": from_epoch(h + HOUR)} for k, h in hours],
+        )
+        for coarse, fine in _coarser_steps():
+            touched = sorted({(key, hour // coarse * coarse) for key, hour in hours})
+            from_finer = self._rollup_from_finer(
+                coarse,
+                fine,
+                signal_rollups.c.key == bindparam("k"),
+                signal_rollups.c.bucket_epoch >= bindparam("lo"),
+                signal_rollups.c.bucket_epoch < bindparam("hi"),
+            )
+            conn.execute(from_finer, [{"k": k, "lo": b, "hi": b + coarse} for k, b in touched])
+
+    def _rollup_from_points(self, *conditions: ColumnElement[bool]) -> Any:
+        """Upsert of the hourly rollups of the windows matching ``conditions``."""
+        sp = signal_points
+        bucket = sql_epoch_seconds(sp.c.window_start, self.dialect) // HOUR * HOUR
+        query = (
+            select(
+                sp.c.key,
+                literal(HOUR).label("resolution_s"),
+                bucket.label("bucket_epoch"),
+                func.max(sp.c.window_end).label("window_end"),
+                func.count().label("windows"),
+                func.sum(sp.c.count).label("count"),
+                func.sum(sp.c.mean_score * sp.c.count).label("score_sum"),
+                func.sum(sp.c.neg_share * sp.c.count).label("neg_sum"),
+                func.coalesce(func.sum(sp.c.baseline), 0.0).label("baseline_sum"),
+                func.count(sp.c.baseline).label("baseline_n"),
+                func.max(sp.c.z).label("z_max"),
+                func.sum(case((sp.c.is_spike, 1), else_=0)).label("spikes"),
+            )
+            .where(*conditions)
+            .group_by(sp.c.key, bucket)
+        )
+        return self._upsert_rollups(query)
+
+    def _rollup_from_finer(self, coarse: int, fine: int, *conditions: ColumnElement[bool]) -> Any:
+        """Upsert of the ``coarse`` rollups of the ``fine`` rollups matching ``conditions``."""
+        ro = signal_rollups
+        bucket = ro.c.bucket_epoch // coarse * coarse
+        query = (
+            select(
+                ro.c.key,
+                literal(coarse).label("resolution_s"),
+                bucket.label("bucket_epoch"),
+                func.max(ro.c.window_end).label("window_end"),
+                *(func.sum(ro.c[name]).label(name) for name in ROLLUP_SUMS),
+                func.max(ro.c.z_max).label("z_max"),
+            )
+            .where(ro.c.resolution_s == fine, *conditions)
+            .group_by(ro.c.key, bucket)
+        )
+        return self._upsert_rollups(query)
+
+    def _upsert_rollups(self, query: Select[Any]) -> Any:
+        insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        names = list(query.selected_columns.keys())  # each labelled as its column
+        stmt = insert(signal_rollups).from_select(names, query)
+        keys = ("key", "resolution_s", "bucket_epoch")
+        return stmt.on_conflict_do_update(
+            index_elements=list(keys),
+            set_={name: stmt.excluded[name] for name in names if name not in keys},
+        )
+
+    def _fill_empty_rollups(self) -> None:
+        """Migration for stores written before the rollups existed: derive them once, from
+        every stored window, when the rollup table is empty and the windows are not."""
+        with self.engine.connect() as conn:
+            if conn.execute(select(signal_rollups.c.key).limit(1)).first() is not None:
+                return
+            if conn.execute(select(signal_points.c.key).limit(1)).first() is None:
+                return
+        with self.begin() as conn:
+            if self.dialect == "postgresql":
+                # Writers wait until the rollups are derived, so none of their windows is
+                # missed by the snapshot these statements read (SQLite has one writer anyway).
+                conn.execute(text("LOCK TABLE signal_points IN SHARE MODE"))
+            # ``WHERE true``: SQLite needs a WHERE to parse an upsert of a SELECT.
+            conn.execute(self._rollup_from_points(true()))
+            for coarse, fine in _coarser_steps():
+                conn.execute(self._rollup_from_finer(coarse, fine, true()))
 
     def signal_series(
         self, key: str, start: datetime | None = None, end: datetime | None = None
@@ -468,22 +653,44 @@ class Store:
             "is_current": False,
         }
         with self.begin() as conn:
-            self._upsert(conn, model_versions, [row], ["version"], keep=["is_current"])
+            self._upsert(conn, model_versions, [row], ["version"], keep=["is_current", "status"])
 
-    def set_current_model(self, version: str) -> None:
-        """Make one version current; exactly one is current afterwards."""
+    def set_current_model(self, version: str, *, force: bool = False) -> None:
+        """Make one version current; exactly one is current afterwards.
+
+        A version the retraining gate rejected is refused unless ``force``: a rejected
+        candidate stays in the registry for inspection but is never served by accident.
+        """
         with self.begin() as conn:
-            exists = conn.execute(
-                select(model_versions.c.version).where(model_versions.c.version == version)
+            row = conn.execute(
+                select(model_versions.c.status).where(model_versions.c.version == version)
             ).first()
-            if exists is None:
+            if row is None:
                 raise StoreError(f"no model version {version!r} in the registry")
+            if row[0] == "rejected" and not force:
+                raise StoreError(
+                    f"model version {version!r} was rejected by the retraining gate; "
+                    "promote it with force (`finsentry models promote --force`) to serve it anyway"
+                )
             conn.execute(update(model_versions).values(is_current=False))
             conn.execute(
                 update(model_versions)
                 .where(model_versions.c.version == version)
-                .values(is_current=True)
+                .values(is_current=True, status="promoted")
             )
+
+    def set_model_status(self, version: str, status: str) -> None:
+        """Mark a version candidate or rejected (promotion goes through set_current_model)."""
+        if status not in ("candidate", "rejected"):
+            raise StoreError(f"model status {status!r} is not one of ('candidate', 'rejected')")
+        with self.begin() as conn:
+            result = conn.execute(
+                update(model_versions)
+                .where(model_versions.c.version == version, model_versions.c.is_current.is_(False))
+                .values(status=status)
+            )
+            if result.rowcount != 1:
+                raise StoreError(f"no non-current model version {version!r} to mark {status}")
 
     def model_versions(self) -> list[dict[str, Any]]:
         query = select(model_versions).order_by(model_versions.c.created_at)
@@ -495,6 +702,40 @@ class Store:
         with self.engine.connect() as conn:
             row = conn.execute(query).mappings().first()
         return dict(row) if row else None
+
+    # retraining runs ------------------------------------------------------------------
+    def start_retrain_run(self, run_id: str, trigger: str, details: dict[str, Any]) -> None:
+        row = {
+            "id": run_id,
+            "trigger": trigger,
+            "started_at": _now(),
+            "decision": "running",
+            "reason": "",
+            "details": details,
+        }
+        with self.begin() as conn:
+            conn.execute(retrain_runs.insert().values(**row))
+
+    def finish_retrain_run(self, run_id: str, decision: str, reason: str, **fields: Any) -> None:
+        """Record a run's outcome; ``fields`` are the other retrain_runs columns."""
+        if decision not in RETRAIN_DECISIONS[1:]:
+            raise StoreError(f"retrain decision {decision!r} is not one of {RETRAIN_DECISIONS[1:]}")
+        unknown = sorted(set(fields) - set(retrain_runs.c.keys()))
+        if unknown:
+            raise StoreError(f"retrain_runs has no column(s) {unknown}")
+        values = {"decision": decision, "reason": reason, "finished_at": _now(), **fields}
+        with self.begin() as conn:
+            result = conn.execute(
+                update(retrain_runs).where(retrain_runs.c.id == run_id).values(**values)
+            )
+            if result.rowcount != 1:
+                raise StoreError(f"no retrain run {run_id!r} to finish")
+
+    def retrain_runs(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Runs, newest first."""
+        query = select(retrain_runs).order_by(retrain_runs.c.started_at.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
 
     # job state --------------------------------------------------------------------------
     def put_state(self, name: str, value: Any) -> None:
@@ -508,6 +749,29 @@ class Store:
         with self.engine.connect() as conn:
             row = conn.execute(select(job_state.c.value).where(job_state.c.name == name)).first()
         return default if row is None else row[0]
+
+
+def _coarser_steps() -> list[tuple[int, int]]:
+    """(coarse, fine) resolution pairs, finest first: each level is summed from the one below."""
+    finest_first = RESOLUTIONS[::-1]
+    return list(zip(finest_first[1:], finest_first[:-1], strict=True))
+
+
+def _add_status_column(engine: Engine) -> None:
+    """Stores created before model statuses existed get the column (current ones promoted)."""
+    columns = {column["name"] for column in inspect(engine).get_columns("model_versions")}
+    if "status" in columns:
+        return
+    with engine.begin() as conn:
+        conn.execute(
+            text("ALTER TABLE model_versions ADD COLUMN status VARCHAR(16) DEFAULT 'candidate'")
+        )
+        conn.execute(update(model_versions).values(status="candidate"))
+        conn.execute(
+            update(model_versions)
+            .where(model_versions.c.is_current.is_(True))
+            .values(status="promoted")
+        )
 
 
 def _last_per_id(items: Iterable[Post]) -> list[Post]:

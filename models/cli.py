@@ -259,14 +259,41 @@ def _classify_file(engine: Any, source: Path, target: Path, text_column: str) ->
 
 @models_app.command("list")
 def list_versions() -> None:
-    """Registered versions, their test accuracy, and which one is current."""
+    """Registered versions: status (current, promoted, rejected, candidate), test accuracy."""
     for row in _registry_call(lambda r: r.versions()):
-        mark = "*" if row["is_current"] else " "
+        status = "current" if row["is_current"] else row["status"]
         accs = ", ".join(
-            f"{k} {v['accuracy']:.3f}" for k, v in row["metrics"].get("test", {}).items()
+            f"{k} {v['accuracy']:.3f}" + (f" (n={v['n']})" if "n" in v else "")
+            for k, v in row["metrics"].get("test", {}).items()
         )
         typer.echo(
-            f"{mark} {row['version']}  {row['created_at']:%Y-%m-%d %H:%M}  {row['path']}  {accs}"
+            f"{status:<9}  {row['version']}  {row['created_at']:%Y-%m-%d %H:%M}  {row['path']}"
+            f"  {accs}"
+        )
+
+
+@models_app.command("runs")
+def list_runs(
+    limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Full records as JSON.")] = False,
+) -> None:
+    """Retraining runs: decision, both versions, data fingerprint, reason."""
+    from finsentry.store import Store
+
+    store = Store(get_settings().database_url)
+    try:
+        runs = store.retrain_runs(limit)
+    finally:
+        store.close()
+    if as_json:
+        typer.echo(json.dumps(runs, indent=2, default=str))
+        return
+    for run in runs:
+        fingerprint = (run["data_fingerprint"] or "-")[:12]
+        typer.echo(
+            f"{run['id']}  {run['started_at']:%Y-%m-%d %H:%M}  {run['trigger']:<6}  "
+            f"{run['decision']:<11}  {run['current_version'] or '-'} -> "
+            f"{run['candidate_version'] or '-'}  data {fingerprint}  {run['reason']}"
         )
 
 
@@ -278,10 +305,25 @@ def show_version(version: str) -> None:
 
 
 @models_app.command("promote")
-def promote_version(version: str) -> None:
+def promote_version(
+    version: str,
+    force: Annotated[
+        bool, typer.Option("--force", help="Also a version the retraining gate rejected.")
+    ] = False,
+    publish: Annotated[
+        bool, typer.Option("--publish", help="Tell running workers (model-updates) to swap.")
+    ] = False,
+) -> None:
     """Make a version current: the one the engine loads when model_path is unset."""
-    _registry_call(lambda r: r.promote(version))
+    from models.registry import real_path
+
+    row = _registry_call(lambda r: r.promote(version, force=force))
     typer.echo(f"{version} is now current")
+    if publish:
+        from models.updates import publish_model_update
+
+        publish_model_update(get_settings(), version, real_path(row["path"]))
+        typer.echo(f"published a model update for {version} on model-updates")
 
 
 @models_app.command("register")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from finsentry.config import REPO_ROOT, Settings
-from finsentry.store import Store
+from finsentry.store import Store, StoreError
 from models.network import ModelDirError, read_meta
 
 SHIPPED_VERSION: Final = "finsentry-minilm-v2"
@@ -32,7 +32,7 @@ def _stored_path(model_dir: Path) -> str:
     )
 
 
-def _real_path(stored: str) -> Path:
+def real_path(stored: str) -> Path:
     path = Path(stored)
     return path if path.is_absolute() else REPO_ROOT / path
 
@@ -44,7 +44,13 @@ class Registry:
         self.store = store
 
     def register(self, model_dir: Path, *, current: bool = False) -> dict[str, Any]:
-        """Record a trained model directory (its config and metrics.json) as a version."""
+        """Record a trained model directory (its config and metrics.json) as a version.
+
+        The shipped checkpoint is registered first, so a new registry always has a current
+        version, whatever is registered into it.
+        """
+        if model_dir.resolve() != SHIPPED_DIR.resolve():
+            self.ensure_shipped()
         meta = read_meta(model_dir)
         metrics_path = model_dir / "metrics.json"
         if not metrics_path.is_file():
@@ -79,11 +85,17 @@ class Registry:
                 return row
         raise RegistryError(f"no model version {version!r} in the registry")
 
-    def promote(self, version: str) -> dict[str, Any]:
-        """Make ``version`` the one the engine loads by default."""
+    def promote(self, version: str, *, force: bool = False) -> dict[str, Any]:
+        """Make ``version`` the one the engine loads by default.
+
+        A version the retraining gate rejected is refused unless ``force``.
+        """
         row = self.get(version)
-        read_meta(_real_path(row["path"]))
-        self.store.set_current_model(version)
+        read_meta(real_path(row["path"]))
+        try:
+            self.store.set_current_model(version, force=force)
+        except StoreError as exc:
+            raise RegistryError(str(exc)) from exc
         return self.get(version)
 
     def current_dir(self) -> Path:
@@ -91,13 +103,15 @@ class Registry:
         row = self.store.current_model()
         if row is None:
             raise RegistryError("the registry has versions but none is current; promote one")
-        return _real_path(row["path"])
+        return real_path(row["path"])
 
 
 def _headline(test: dict[str, Any]) -> dict[str, Any]:
-    """Accuracy and macro-F1 per test set: what a version listing needs, not the matrices."""
+    """Accuracy, macro-F1 and size per test set: what a version listing needs, not the
+    matrices. A retraining candidate's test sets may be the gate's sample (see ``n``)."""
     return {
-        name: {"accuracy": r["accuracy"], "macro_f1": r["macro_f1"]} for name, r in test.items()
+        name: {"accuracy": r["accuracy"], "macro_f1": r["macro_f1"], "n": r["n"]}
+        for name, r in test.items()
     }
 
 

@@ -12,6 +12,7 @@ import json
 import platform
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,8 @@ class TrainConfig:
     version: str = "finsentry-minilm-v1"
     epochs: int = 2
     max_steps: int | None = None
+    # Wall-clock budget for the training steps; when spent, the run finishes as if done.
+    max_seconds: float | None = None
     batch_size: int = 32
     learning_rate: float = 1e-4
     weight_decay: float = 0.01
@@ -75,6 +78,10 @@ class TrainConfig:
 
     def as_json(self) -> dict[str, Any]:
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+
+
+class TrainingInterrupted(RuntimeError):
+    """``should_stop`` asked the run to end; the training state is saved for ``--resume``."""
 
 
 @dataclass
@@ -124,15 +131,26 @@ def _loss(
     return loss
 
 
-def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
-    """Run (or resume) training and write the final model directory to ``output_dir``."""
+def train(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    splits: Splits | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """Run (or resume) training and write the final model directory to ``output_dir``.
+
+    ``splits`` replaces the data sets of data/ (retraining adds analyst feedback);
+    ``should_stop`` is polled between steps and raises TrainingInterrupted when true.
+    """
     started = time.monotonic()
     if config.threads:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
     autocast = config.bf16 and device.type == "cuda" and torch.cuda.is_bf16_supported()
     base = config.base_model or base_encoder_dir()
-    splits = _limit(build_splits(), config.limit_per_dataset)
+    if splits is None:
+        splits = _limit(build_splits(), config.limit_per_dataset)
     examples = _oversampled(splits.train, config.phrasebank_repeat)
     tokenizer = load_tokenizer(config.init_from or base)
     train_ids = tokenizer(
@@ -201,6 +219,9 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
         for index in range(state["next_batch"], len(batches)):
             if state["step"] >= total_steps:
                 break
+            if should_stop is not None and should_stop():
+                save_state()
+                raise TrainingInterrupted(f"stopped at step {state['step']} of {total_steps}")
             batch = [examples[i] for i in batches[index]]
             loss = _loss(
                 model,
@@ -222,6 +243,9 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
             bar.set_postfix(loss=f"{np.mean(state['losses'][-50:]):.4f}", refresh=False)
             if config.checkpoint_every and state["step"] % config.checkpoint_every == 0:
                 save_state()
+            if _budget_spent(config, started, elapsed_before):
+                total_steps = state["step"]  # ends this epoch and the run
+                break
         bar.close()
         _end_epoch(model, tokenizer, meta, splits, state, config)
         save_state()
@@ -244,6 +268,12 @@ def _initial_model(config: TrainConfig, base: Path) -> MultiTaskModel:
         return new_model(base)
     model, _, _ = load_model(config.init_from)
     return model.train()
+
+
+def _budget_spent(config: TrainConfig, started: float, elapsed_before: float) -> bool:
+    if config.max_seconds is None:
+        return False
+    return elapsed_before + time.monotonic() - started >= config.max_seconds
 
 
 def _optimiser(model: MultiTaskModel, config: TrainConfig) -> torch.optim.Optimizer:

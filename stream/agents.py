@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import faust
 
@@ -213,6 +213,14 @@ def register_agents(
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
         return web.json({"status": "ok", "model_version": ctx.engine.version})
+
+    @app.page("/ready")
+    async def ready(web: Any, request: Any) -> Any:
+        """Ready: tables recovered from their changelogs and no rebalance under way."""
+        recovered = cast(Any, app.tables).recovery.completed.is_set()
+        ok = recovered and not app.rebalancing
+        detail = {"recovered": recovered, "rebalancing": bool(app.rebalancing)}
+        return web.json({"status": "ok" if ok else "failing", **detail}, status=200 if ok else 503)
 
 
 async def _score(

@@ -10,10 +10,10 @@ def worker(
 ) -> None:
     """Run the stream worker until SIGTERM or Ctrl-C (both stop it cleanly)."""
     import faust
-    from models.engine import load_engine
 
     from finsentry.cli_settings import settings_or_exit
     from finsentry.store import Store
+    from models.engine import load_engine
     from stream.agents import WorkerContext, register_agents
     from stream.app import create_app, declare_tables, declare_topics
     from stream.metrics import StreamMetrics

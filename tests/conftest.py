@@ -12,12 +12,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from finsentry.config import Settings, load_settings
 from finsentry.localkafka import LocalKafka
+from finsentry.store import Store, metadata
 from tests.support import free_port
 
 TEST_BOOTSTRAP_ENV = "FINSENTRY_TEST_KAFKA_BOOTSTRAP"
+
+# Property tests check behaviour, not speed: a busy 2-core machine must not fail them on time.
+hypothesis_settings.register_profile(
+    "finsentry", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.load_profile("finsentry")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -111,3 +120,22 @@ def postgres_url() -> Iterator[str]:
     finally:
         pg(str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", marks=pytest.mark.unit),
+        pytest.param("postgresql", marks=pytest.mark.integration),
+    ]
+)
+def sql_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """The same test on SQLite (a file) and PostgreSQL (a real server, tables dropped after)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'store.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    db = Store(url)
+    yield db
+    if db.dialect == "postgresql":
+        metadata.drop_all(db.engine)
+    db.close()

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,11 +20,12 @@ from pydantic import SecretStr
 
 from alerts.service import AlertService, build_dispatcher, make_consumer, make_producer
 from finsentry.config import Settings
+from finsentry.health import http_ok
 from finsentry.schema import Alert
 from finsentry.store import Store
 from tests.alerts.alerts_factories import make_alert
 from tests.alerts.alerts_peers import FakeSlack
-from tests.support import wait_until
+from tests.support import free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -183,6 +185,7 @@ class ServiceProcess:
     """``finsentry alerts run`` (the real CLI) in a child process, stopped by its PID."""
 
     def __init__(self, settings: Settings, slack_url: str, log: Path) -> None:
+        self.web_port = free_port()
         env = {
             **os.environ,
             "PYTHONPATH": str(REPO),
@@ -195,6 +198,7 @@ class ServiceProcess:
             "FINSENTRY_ALERTS_MAX_IDLE_S": "0.2",
             # The killed instance leaves the group after this, and the restart can join.
             "FINSENTRY_ALERTS_SESSION_TIMEOUT_S": "6",
+            "FINSENTRY_ALERTS_WEB_PORT": str(self.web_port),
         }
         env.pop("FINSENTRY_CONFIG", None)
         self.log = log
@@ -266,6 +270,12 @@ def test_kill_between_consume_and_delivery_then_restart(
             lambda: committed_total(settings, regroup.alerts_consumer_group) == 2,
             "both alerts re-consumed by the new group",
         )
+        base = f"http://127.0.0.1:{run3.web_port}"
+        run3.wait(lambda: http_ok(f"{base}/ready"), "the service ready (partitions assigned)")
+        assert http_ok(f"{base}/health")
+        with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+            metrics = response.read().decode()
+        assert "finsentry_alerts_consumed_total 2.0" in metrics
         assert run3.terminate() == 0
     finally:
         run3.ensure_stopped()

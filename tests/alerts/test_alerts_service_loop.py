@@ -47,6 +47,9 @@ class ListConsumer:
     def close(self, autocommit: bool) -> None:
         """Nothing to release."""
 
+    def assignment(self) -> set[str]:
+        return {"tp"}
+
 
 class SentFuture:
     def get(self, timeout: float) -> None:

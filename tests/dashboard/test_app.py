@@ -81,3 +81,31 @@ def test_without_login_pages_are_served(store, settings):
         assert _get(server.url + "/key/ticker%3ATSLA") == 200
     finally:
         server.stop()
+
+
+def test_probes_answer_without_the_login(store, tmp_path):
+    settings = load_settings(
+        data_dir=tmp_path, dashboard_username="ana", dashboard_password="s3cret"
+    )
+    server = DashboardServer(create_app(store, settings)).start()
+    try:
+        assert _get(server.url + "/health") == 200
+        assert _get(server.url + "/ready") == 200
+        assert _get(server.url + "/") == 401
+        with urllib.request.urlopen(server.url + "/ready", timeout=10) as response:
+            assert b"store answers" in response.read()
+    finally:
+        server.stop()
+
+
+def test_ready_fails_when_the_store_does_not_answer(tmp_path):
+    from finsentry.store import Store
+
+    broken = Store(f"sqlite:///{tmp_path / 'gone' / 'store.db'}", create=False)
+    server = DashboardServer(create_app(broken, load_settings(data_dir=tmp_path))).start()
+    try:
+        assert _get(server.url + "/health") == 200
+        assert _get(server.url + "/ready") == 503
+    finally:
+        server.stop()
+        broken.close()

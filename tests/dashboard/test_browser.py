@@ -199,6 +199,26 @@ def test_key_page_filters_pages_and_stores_feedback(browser, serve, store):
     )
 
 
+def score_column(driver: WebDriver) -> list[float]:
+    cells = driver.find_elements(By.XPATH, "//table[@id='posts']/tbody/tr/td[5]")
+    return [float(cell.text) for cell in cells]
+
+
+def test_clicking_a_header_sorts_the_posts(browser, serve):
+    browser.get(serve() + key_path("ticker:TSLA"))
+    wait_for(browser, lambda d: "(25 posts)" in text_of(d, "page-label"))
+    header = "//table[@id='posts']//th/button[starts-with(., 'score')]"
+    browser.find_element(By.XPATH, header).click()
+    wait_for(browser, lambda d: d.find_element(By.XPATH, header).text == "score ▼")
+    assert score_column(browser) == sorted(score_column(browser), reverse=True)
+    assert score_column(browser)[0] == 0.75
+    browser.find_element(By.XPATH, header).click()
+    wait_for(browser, lambda d: d.find_element(By.XPATH, header).text == "score ▲")
+    assert score_column(browser) == sorted(score_column(browser))
+    assert text_of(browser, "page-label") == "page 1 of 3 (25 posts)"
+    shot(browser, "key-sorted-by-score")
+
+
 def store_id_for_title(store: Store, title: str) -> str:
     number = int(title.rsplit(" ", 1)[-1]) if title.startswith("Tesla story") else 23
     post = store.get_post(f"post-{number}")
@@ -232,6 +252,31 @@ def test_alert_deep_link_renders(browser, serve):
     assert browser.execute_script("return window.__xss === undefined")
     assert "delivered" in text_of(browser, "alert-deliveries")
     shot(browser, "alert")
+
+
+def test_alert_evidence_feedback_reaches_the_store(browser, serve, store):
+    browser.get(serve() + alert_path(TSLA_ALERT))
+    row = wait_for(
+        browser, lambda d: d.find_element(By.XPATH, "//table[@id='alert-evidence']/tbody/tr[2]")
+    )
+    assert "Tesla story 19" in row.text
+    row.find_element(By.TAG_NAME, "button").click()
+    wait_for(
+        browser, lambda d: d.find_element(By.ID, "fb-post").get_attribute("value") == "post-19"
+    )
+    pick(browser, "fb-field", "topic")
+    pick(browser, "fb-label", "M&A | Investments")
+    browser.find_element(By.ID, "fb-user").send_keys("bea")
+    browser.find_element(By.ID, "fb-submit").click()
+    assert wait_for(browser, lambda d: "Saved correction #1" in text_of(d, "fb-result"))
+    shot(browser, "alert-feedback")
+    (saved,) = store.feedback_labels()
+    assert (saved["post_id"], saved["field"], saved["old_label"], saved["new_label"]) == (
+        "post-19",
+        "topic",
+        "Earnings",
+        "M&A | Investments",
+    )
 
 
 def test_model_panel_shows_the_current_version(browser, serve):

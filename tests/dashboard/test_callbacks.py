@@ -11,7 +11,7 @@ from dash import dcc, html
 from dashboard import callbacks, views
 from dashboard.app import create_app
 from dashboard.frames import alert_path, key_path
-from dashboard.queries import PostFilter
+from dashboard.queries import SORTABLE, PostFilter
 from tests.dashboard.known_data import OLD_WINDOWS, T0, TSLA_ALERT, WINDOWS, XSS_TITLE, market_mean
 
 pytestmark = pytest.mark.unit
@@ -103,6 +103,17 @@ def test_posts_view_pages_and_labels(queries):
     )
     assert (label, page) == ("page 2 of 3 (25 posts)", 1)
     assert len(_find(table, html.Tr)) == 11  # header + 10 posts
+
+
+def test_posts_table_headers_sort_and_mark_the_sorted_column(queries):
+    table, _, _ = callbacks.posts_view(
+        queries, "ticker:TSLA", "hour", None, None, PostFilter(), "score", "asc", 0, 10
+    )
+    headers = [b for b in _find(table, html.Button) if b.id.get("type") == "sort-by"]
+    assert [b.id["column"] for b in headers] == list(SORTABLE)  # every sortable column
+    assert [b.children for b in headers if b.children.endswith(("▲", "▼"))] == ["score ▲"]
+    scores = [row.children[4].children for row in _find(table, html.Tr)[1:]]
+    assert scores == sorted(scores, key=float) and scores[0] == "-0.75"
 
 
 def test_posts_view_reports_bad_keys(queries):
@@ -203,6 +214,14 @@ def test_pages_render_from_the_store(queries):
         "topic:Earnings"
     )
     assert callbacks.render_page(queries, "/elsewhere").id == "not-found"
+
+
+def test_alert_evidence_can_be_corrected(queries):
+    page = callbacks.render_page(queries, alert_path(TSLA_ALERT))
+    buttons = [b.id["post"] for b in _find(page, html.Button) if isinstance(b.id, dict)]
+    assert buttons == ["post-23", "post-19"]  # the evidence posts, in the alert's order
+    assert "fb-submit" in [b.id for b in _find(page, html.Button)]
+    assert not [b for b in _find(callbacks.render_page(queries, "/alert/nope"), html.Button)]
 
 
 def test_model_page_without_registry():

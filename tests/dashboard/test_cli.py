@@ -41,12 +41,15 @@ def test_finsentry_dashboard_serves_until_stopped(tmp_path):
         command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     try:
-        wait_until(lambda: _reachable(f"http://127.0.0.1:{port}/"), 60, "the dashboard port")
+        wait_until(lambda: _reachable(f"http://127.0.0.1:{port}/ready"), 60, "the dashboard ready")
         assert _status(f"http://127.0.0.1:{port}/model") == 200
     finally:
         process.terminate()
         output, _ = process.communicate(timeout=30)
     assert f"finsentry dashboard on http://127.0.0.1:{port}" in output
+    # SIGTERM (how finsentry up and Kubernetes stop it) is a clean stop, not a kill.
+    assert process.returncode == 0, output
+    assert "dashboard stopped" in output
 
 
 def _reachable(url: str) -> bool:

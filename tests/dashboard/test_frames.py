@@ -17,6 +17,7 @@ from dashboard.frames import (
     range_from_search,
     resolve_range,
     safe_url,
+    sort_after_click,
 )
 
 pytestmark = pytest.mark.unit
@@ -133,3 +134,17 @@ def test_only_http_links_are_rendered(url, expected):
 )
 def test_alert_key_links_choose_the_days_of_the_window(search, expected):
     assert range_from_search(search) == expected
+
+
+@pytest.mark.unit
+def test_a_header_click_sorts_by_its_column_and_a_second_click_flips_it():
+    newest = {"column": "published_at", "direction": "desc"}
+    assert sort_after_click("published_at", newest) == {
+        "column": "published_at",
+        "direction": "asc",
+    }
+    by_title = sort_after_click("title", newest)
+    assert by_title == {"column": "title", "direction": "asc"}
+    assert sort_after_click("title", by_title)["direction"] == "desc"
+    assert sort_after_click("score", by_title) == {"column": "score", "direction": "desc"}
+    assert sort_after_click("source", None) == {"column": "source", "direction": "asc"}

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
+import numpy as np
+import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dashboard.queries import DashboardQueries, PostFilter, QueryError
-from finsentry.config import Settings
+from finsentry.schema import SignalPoint
 from finsentry.store import Store, metadata
 from tests.dashboard.known_data import (
     OLD_START,
@@ -23,24 +29,11 @@ from tests.dashboard.known_data import (
 )
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", marks=pytest.mark.unit),
-        pytest.param("postgresql", marks=pytest.mark.integration),
-    ]
-)
-def queries(request: pytest.FixtureRequest, settings: Settings) -> Iterator[DashboardQueries]:
-    """The known data on SQLite (a file) and on PostgreSQL (a real server, dropped after)."""
-    if request.param == "sqlite":
-        url = settings.database_url
-    else:
-        url = request.getfixturevalue("postgres_url")
-    store = Store(url)
-    fill(store)
-    yield DashboardQueries(store)
-    if store.dialect == "postgresql":
-        metadata.drop_all(store.engine)
-    store.close()
+@pytest.fixture
+def queries(sql_store: Store) -> DashboardQueries:
+    """The known data on SQLite and on PostgreSQL (``sql_store``, tests/conftest.py)."""
+    fill(sql_store)
+    return DashboardQueries(sql_store)
 
 
 END = T0 + WINDOWS * WINDOW
@@ -181,3 +174,136 @@ def test_merged_heatmap_keeps_keys_apart(queries):
 def test_bucket_width_is_a_whole_number_of_windows(queries):
     assert queries.bucket_seconds(T0, END, 12) is None
     assert queries.bucket_seconds(T0, END, 5) == 3 * 300
+
+
+# Four days of windows for a few keys, with gaps, so long ranges are served by the rollups.
+LONG_START = datetime(2026, 2, 1, tzinfo=UTC)
+LONG_KEYS = ("market", "ticker:AAA", "ticker:BBB", "ticker:CCC")
+
+
+def long_points() -> list[SignalPoint]:
+    rng = random.Random(3)
+    points = []
+    for key in LONG_KEYS:
+        for i in range(4 * 288):
+            if rng.random() < 0.2:
+                continue
+            start = LONG_START + i * WINDOW
+            spike = rng.random() < 0.02
+            points.append(
+                SignalPoint(
+                    key=key,
+                    window_start=start,
+                    window_end=start + WINDOW,
+                    count=rng.randint(0, 40),
+                    mean_score=round(rng.uniform(-1, 1), 3),
+                    neg_share=round(rng.random(), 3),
+                    baseline=None if rng.random() < 0.1 else round(rng.random(), 3),
+                    z=None if rng.random() < 0.1 else round(rng.uniform(-5, 5), 3),
+                    is_spike=spike,
+                )
+            )
+    return points
+
+
+def merged_in_pandas(points: pd.DataFrame, start, end, width: int | None) -> pd.DataFrame:
+    """What merging the stored windows into ``width``-second buckets says (the reference);
+    the windows as stored when they are not merged (``width`` None)."""
+    inside = points[(points["window_start"] >= start) & (points["window_start"] < end)].copy()
+    if width is None:
+        return inside.sort_values(["key", "window_start"], ignore_index=True)
+    epoch = (inside["window_start"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    inside["bucket"] = pd.to_datetime(epoch // width * width, unit="s", utc=True)
+    inside["score_sum"] = inside["mean_score"] * inside["count"]
+    inside["neg_sum"] = inside["neg_share"] * inside["count"]
+    grouped = inside.groupby(["key", "bucket"], as_index=False).agg(
+        window_end=("window_end", "max"),
+        count=("count", "sum"),
+        score_sum=("score_sum", "sum"),
+        neg_sum=("neg_sum", "sum"),
+        baseline=("baseline", "mean"),
+        z=("z", "max"),
+        is_spike=("is_spike", "any"),
+    )
+    weight = grouped["count"].where(grouped["count"] > 0)
+    grouped["mean_score"] = grouped["score_sum"] / weight
+    grouped["neg_share"] = grouped["neg_sum"] / weight
+    return grouped.rename(columns={"bucket": "window_start"}).drop(columns=["score_sum", "neg_sum"])
+
+
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param("sqlite", marks=pytest.mark.unit),
+        pytest.param("postgresql", marks=pytest.mark.integration),
+    ],
+)
+def long_store(
+    request: pytest.FixtureRequest, tmp_path_factory
+) -> Iterator[tuple[Store, pd.DataFrame]]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('long') / 'store.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    store = Store(url)
+    points = long_points()
+    store.upsert_signal_points(points)
+    frame = pd.DataFrame([p.model_dump(exclude={"schema_version"}) for p in points])
+    yield store, frame
+    if store.dialect == "postgresql":
+        metadata.drop_all(store.engine)
+    store.close()
+
+
+long_ranges = st.tuples(
+    st.integers(0, 4 * 86_400), st.integers(1, 4 * 86_400), st.sampled_from([20, 50, 300, 1000])
+)
+
+
+@settings(max_examples=40)
+@given(span=long_ranges)
+def test_merged_series_from_rollups_equal_merging_the_windows(long_store, span) -> None:
+    """Whatever mix of daily, hourly and raw spans serves a range, the numbers shown are
+    the stored windows' numbers merged, as before the rollups existed."""
+    store, points = long_store
+    queries = DashboardQueries(store)
+    offset, length, max_points = span
+    start = LONG_START + timedelta(seconds=offset)
+    end = start + timedelta(seconds=length)
+    width = queries.bucket_seconds(start, end, max_points)
+    want = merged_in_pandas(points, start, end, width)
+    for key in LONG_KEYS:
+        got = queries.series(key, start, end, max_points)
+        mine = want[want["key"] == key].reset_index(drop=True)
+        assert got["window_start"].tolist() == mine["window_start"].tolist()
+        assert got["window_end"].tolist() == mine["window_end"].tolist()
+        assert got["count"].tolist() == mine["count"].tolist()
+        assert got["is_spike"].tolist() == mine["is_spike"].tolist()
+        for name in ("mean_score", "neg_share", "baseline", "z"):
+            assert np.allclose(got[name].astype(float), mine[name].astype(float), equal_nan=True), (
+                name
+            )
+
+
+@settings(max_examples=40)
+@given(span=long_ranges, limit=st.integers(1, 3))
+def test_ticker_ranking_and_heatmap_from_rollups_equal_the_windows(long_store, span, limit):
+    store, points = long_store
+    queries = DashboardQueries(store)
+    offset, length, max_points = span
+    start = LONG_START + timedelta(seconds=offset)
+    end = start + timedelta(seconds=length)
+    inside = points[(points["window_start"] >= start) & (points["window_start"] < end)]
+    totals = inside[inside["key"].str.startswith("ticker:")].groupby("key")["count"].sum()
+    ranked = sorted(totals.items(), key=lambda item: (-item[1], item[0]))[:limit]
+    keys, cells = queries.ticker_heatmap(start, end, limit, max_points)
+    assert keys == [key for key, _ in ranked]
+    width = queries.bucket_seconds(start, end, max_points)
+    want = merged_in_pandas(points[points["key"].isin(keys)], start, end, width)
+    want = want.sort_values(["key", "window_start"], ignore_index=True)
+    got = cells.sort_values(["key", "window_start"], ignore_index=True)
+    assert got["window_start"].tolist() == want["window_start"].tolist()
+    assert got["count"].tolist() == want["count"].tolist()
+    assert np.allclose(
+        got["neg_share"].astype(float), want["neg_share"].astype(float), equal_nan=True
+    )

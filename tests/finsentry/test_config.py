@@ -7,7 +7,13 @@ import pytest
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
-from finsentry.config import ConfigError, get_settings, load_settings, mask_url_password
+from finsentry.config import (
+    ConfigError,
+    cron_trigger,
+    get_settings,
+    load_settings,
+    mask_url_password,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -137,3 +143,16 @@ def test_config_command_reports_bad_settings(monkeypatch: pytest.MonkeyPatch) ->
         get_settings.cache_clear()
     assert result.exit_code == 2
     assert "kafka_port" in result.output
+
+
+def test_retrain_schedule_and_gate_settings_are_checked_when_loaded() -> None:
+    assert str(cron_trigger("*/5 * * * * *", "UTC")).startswith("cron[")
+    assert load_settings(retrain_cron="30 2 * * mon-fri").retrain_cron == "30 2 * * mon-fri"
+    with pytest.raises(ConfigError, match=r"retrain_cron.*has 3 fields; expected 5"):
+        load_settings(retrain_cron="1 2 3")
+    with pytest.raises(ConfigError, match=r"retrain_cron.*cron expression '61 \* \* \* \*'"):
+        load_settings(retrain_cron="61 * * * *")
+    with pytest.raises(ConfigError, match=r"retrain_timezone.*unknown time zone 'Mars/Base'"):
+        load_settings(retrain_timezone="Mars/Base")
+    with pytest.raises(ConfigError, match=r"retrain_gate_metrics.*bad: \['twitter_topic.f1'\]"):
+        load_settings(retrain_gate_metrics=("twitter_topic.accuracy", "twitter_topic.f1"))

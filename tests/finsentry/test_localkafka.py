@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from finsentry.config import Settings, get_settings, load_settings
-from finsentry.localkafka import KafkaLauncherError, LocalKafka, broker_answers
+from finsentry.localkafka import KafkaLauncherError, LocalKafka, broker_answers, new_cluster_id
 from finsentry.topics import INTERNAL_TOPICS, TOPIC_NAMES, ensure_topics
 from tests.support import free_port
 
@@ -24,6 +25,16 @@ def broker_settings(tmp_path: Path, **overrides: object) -> Settings:
     }
     values.update(overrides)
     return load_settings(**values)
+
+
+@pytest.mark.unit
+def test_regression_cluster_id_never_starts_with_a_dash() -> None:
+    """kafka-storage read a cluster id like "-Xb3..." as an option and refused to format
+    (one chance in 64 per new broker; it hit the session broker of a test run)."""
+    ids = [new_cluster_id() for _ in range(5_000)]
+    assert not [i for i in ids if i.startswith("-")]
+    assert {len(i) for i in ids} == {22}
+    assert len({base64.urlsafe_b64decode(i + "==") for i in ids}) == len(ids)
 
 
 @pytest.mark.unit

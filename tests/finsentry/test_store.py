@@ -1,38 +1,28 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, text
 
+from finsentry.rollups import HOUR, RESOLUTIONS, bucket_of
 from finsentry.schema import Alert, Evidence, Post, ScoredPost, SignalPoint, alert_id
-from finsentry.store import Store, StoreError, metadata, post_tickers, posts
+from finsentry.store import Store, StoreError, metadata, post_tickers, posts, signal_rollups
+from finsentry.store import signal_points as signal_points_table
 from tests.finsentry.strategies import scored_posts, signal_points
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", marks=pytest.mark.unit),
-        pytest.param("postgresql", marks=pytest.mark.integration),
-    ]
-)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """The same tests on SQLite (a file) and PostgreSQL (a real server, tables dropped after)."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'store.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    db = Store(url)
-    yield db
-    if db.dialect == "postgresql":
-        metadata.drop_all(db.engine)
-    db.close()
+@pytest.fixture
+def store(sql_store: Store) -> Store:
+    """Every test here runs on SQLite and on PostgreSQL (tests/conftest.py)."""
+    return sql_store
 
 
 def make_post(n: int, tickers: tuple[str, ...] = ("AAPL",)) -> Post:
@@ -103,7 +93,10 @@ def test_times_come_back_aware_utc(store: Store) -> None:
     assert row["published_at"].tzinfo is not None
 
 
-@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(batch=st.lists(scored_posts(), max_size=8), repeats=st.integers(1, 3))
 def test_any_batch_replayed_counts_once(
     store: Store, batch: list[ScoredPost], repeats: int
@@ -120,15 +113,18 @@ def test_any_batch_replayed_counts_once(
     assert stored == sum(len(p.tickers) for p in latest.values())
 
 
+AAPL_POINT = SignalPoint(
+    key="ticker:AAPL",
+    window_start=T0,
+    window_end=T0 + timedelta(minutes=5),
+    count=3,
+    mean_score=-0.2,
+    neg_share=0.5,
+)
+
+
 def test_signal_points_upsert_by_key_and_window(store: Store) -> None:
-    point = SignalPoint(
-        key="ticker:AAPL",
-        window_start=T0,
-        window_end=T0 + timedelta(minutes=5),
-        count=3,
-        mean_score=-0.2,
-        neg_share=0.5,
-    )
+    point = AAPL_POINT
     store.upsert_signal_points([point])
     store.upsert_signal_points([point.model_copy(update={"count": 4, "z": 3.5, "is_spike": True})])
     series = store.signal_series("ticker:AAPL")
@@ -136,7 +132,10 @@ def test_signal_points_upsert_by_key_and_window(store: Store) -> None:
     assert (series[0]["count"], series[0]["z"], series[0]["is_spike"]) == (4, 3.5, True)
 
 
-@settings(max_examples=20, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=20,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(points=st.lists(signal_points(), max_size=10))
 def test_signal_points_replayed_count_once(store: Store, points: list[SignalPoint]) -> None:
     store.upsert_signal_points(points)
@@ -144,6 +143,173 @@ def test_signal_points_replayed_count_once(store: Store, points: list[SignalPoin
     for key in {p.key for p in points}:
         expected = {p.window_start for p in points if p.key == key}
         assert {r["window_start"] for r in store.signal_series(key)} >= expected
+
+
+def expected_rollups(points: list[SignalPoint]) -> dict[tuple[int, str, int], dict[str, Any]]:
+    """The rollups recomputed in Python from the windows that won (the last write of each)."""
+    latest = {(p.key, p.window_start): p for p in points}
+    sums: dict[tuple[int, str, int], dict[str, Any]] = {}
+    for p in latest.values():
+        for resolution in RESOLUTIONS:
+            row = sums.setdefault(
+                (resolution, p.key, bucket_of(p.window_start, resolution)),
+                {
+                    "window_end": p.window_end,
+                    "windows": 0,
+                    "count": 0,
+                    "score_sum": 0.0,
+                    "neg_sum": 0.0,
+                    "baseline_sum": 0.0,
+                    "baseline_n": 0,
+                    "z_max": None,
+                    "spikes": 0,
+                },
+            )
+            row["window_end"] = max(row["window_end"], p.window_end)
+            row["windows"] += 1
+            row["count"] += p.count
+            row["score_sum"] += p.mean_score * p.count
+            row["neg_sum"] += p.neg_share * p.count
+            row["baseline_sum"] += p.baseline or 0.0
+            row["baseline_n"] += p.baseline is not None
+            if p.z is not None:
+                row["z_max"] = p.z if row["z_max"] is None else max(row["z_max"], p.z)
+            row["spikes"] += p.is_spike
+    return sums
+
+
+def stored_rollups(store: Store) -> dict[tuple[int, str, int], dict[str, Any]]:
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(signal_rollups)).mappings().all()
+    return {
+        (r["resolution_s"], r["key"], r["bucket_epoch"]): {
+            name: value
+            for name, value in r.items()
+            if name not in ("resolution_s", "key", "bucket_epoch")
+        }
+        for r in rows
+    }
+
+
+def assert_rollups_match(store: Store, points: list[SignalPoint]) -> None:
+    expected, stored = expected_rollups(points), stored_rollups(store)
+    assert stored.keys() == expected.keys()
+    for bucket, want in expected.items():
+        got = stored[bucket]
+        for name in ("score_sum", "neg_sum", "baseline_sum"):
+            assert got.pop(name) == pytest.approx(want.pop(name), rel=1e-9, abs=1e-9), bucket
+        assert got == want, bucket
+
+
+def clear_signal_tables(store: Store) -> None:
+    with store.begin() as conn:
+        conn.execute(signal_points_table.delete())
+        conn.execute(signal_rollups.delete())
+
+
+# Windows of a few keys over about three days, so batches share hours and days and rewrite
+# each other's windows with other numbers.
+close_points = st.builds(
+    lambda key, slot, point: point.model_copy(
+        update={
+            "key": key,
+            "window_start": T0 + slot * timedelta(minutes=5),
+            "window_end": T0 + (slot + 1) * timedelta(minutes=5),
+        }
+    ),
+    st.sampled_from(["market", "ticker:AAPL", "topic:Earnings"]),
+    st.integers(0, 3 * 288),
+    signal_points(),
+)
+
+
+@settings(
+    max_examples=30,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    batches=st.lists(st.lists(close_points, max_size=12), min_size=1, max_size=5),
+    replays=st.lists(st.integers(0, 4), max_size=4),
+)
+def test_rollups_equal_the_windows_after_any_upserts_and_replays(
+    store: Store, batches: list[list[SignalPoint]], replays: list[int]
+) -> None:
+    clear_signal_tables(store)
+    writes = batches + [batches[i % len(batches)] for i in replays]
+    for batch in writes:
+        store.upsert_signal_points(batch)
+    assert_rollups_match(store, [p for batch in writes for p in batch])
+
+
+def test_rollups_of_a_rewritten_window_replace_its_old_numbers(store: Store) -> None:
+    point = AAPL_POINT
+    later = point.model_copy(
+        update={"window_start": T0 + timedelta(minutes=5), "window_end": T0 + timedelta(minutes=10)}
+    )
+    store.upsert_signal_points([point, later])
+    store.upsert_signal_points([point.model_copy(update={"count": 5, "neg_share": 0.2})])
+    hourly = stored_rollups(store)[(HOUR, "ticker:AAPL", bucket_of(T0, HOUR))]
+    assert (hourly["windows"], hourly["count"]) == (2, 8)
+    assert hourly["neg_sum"] == pytest.approx(5 * 0.2 + 3 * 0.5)
+
+
+def test_a_store_without_rollups_gets_them_on_open(store: Store) -> None:
+    """Migration: windows written before the rollup table existed are rolled up once."""
+    points = [
+        SignalPoint(
+            key=key,
+            window_start=T0 + i * timedelta(minutes=25),
+            window_end=T0 + (i + 1) * timedelta(minutes=25),
+            count=i,
+            mean_score=0.1,
+            neg_share=0.25,
+            z=float(i),
+            is_spike=i == 7,
+        )
+        for i in range(150)
+        for key in ("market", "source:reddit")
+    ]
+    store.upsert_signal_points(points)
+    with store.begin() as conn:
+        conn.execute(signal_rollups.delete())
+    reopened = Store(store.url)
+    try:
+        assert_rollups_match(reopened, points)
+    finally:
+        reopened.close()
+
+
+@pytest.mark.integration
+def test_concurrent_writers_of_one_key_lose_no_window(postgres_url: str) -> None:
+    """Two sinks writing windows of the same hour at once: each recomputation must see the
+    other's committed windows (PostgreSQL runs them concurrently, unlike SQLite)."""
+    store = Store(postgres_url)
+    clear_signal_tables(store)
+    written: list[list[SignalPoint]] = [[], []]
+
+    def write(writer: int) -> None:
+        for i in range(writer, 60, 2):
+            point = SignalPoint(
+                key="market",
+                window_start=T0 + i * timedelta(minutes=1),
+                window_end=T0 + (i + 1) * timedelta(minutes=1),
+                count=1,
+                mean_score=0.0,
+                neg_share=0.0,
+            )
+            store.upsert_signal_points([point])
+            written[writer].append(point)
+
+    try:
+        threads = [threading.Thread(target=write, args=(n,)) for n in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert_rollups_match(store, written[0] + written[1])
+    finally:
+        metadata.drop_all(store.engine)
+        store.close()
 
 
 def make_alert(count: int = 9) -> Alert:

@@ -3,7 +3,9 @@
 All methods score the same 2,000 texts, a seeded sample of the three test splits
 (PhraseBank whole test, Twitter sentiment test, Twitter topic test), each method in its own
 subprocess so that its peak RSS is its own. Prints texts/s, the ratio to the naive
-baseline, peak RSS, and accuracy on those texts (overall and per test split).
+baseline, peak RSS, and accuracy on those texts (overall and per test split). Each engine
+backend is then also scored on the whole of every test split (AllAgree included), with its
+difference to engine-fp32 in points: the accuracy a backend is chosen on.
 
     PYTHONPATH=. python bench/inference.py [--model DIR] [--threads 2] [--json out.json]
 """
@@ -21,7 +23,15 @@ from pathlib import Path
 from typing import Any
 
 N_TEXTS = 2000
-METHODS = ("naive-pipeline", "padded-128", "engine-fp32", "engine-bf16", "engine-int8")
+METHODS = (
+    "naive-pipeline",
+    "padded-128",
+    "engine-fp32",
+    "engine-bf16",
+    "engine-int8",
+    "engine-onnx-fp32",
+    "engine-onnx-int8",
+)
 SETS = ("phrasebank", "twitter_sentiment", "twitter_topic")
 
 
@@ -45,7 +55,25 @@ def accuracies(sample: list[tuple[str, str, int]], sentiment: Any, topic: Any) -
     return result
 
 
-def run_method(method: str, model_dir: Path, threads: int, n: int = N_TEXTS) -> dict[str, Any]:
+def full_test_accuracy(engine: Any) -> dict[str, float]:
+    """The engine's accuracy on the whole of each test split, on the head it labels."""
+    import numpy as np
+
+    from models.evaluate import TASK_OF_SET
+    from models.splits import build_splits
+
+    result = {}
+    for name, examples in build_splits().test.items():
+        sentiment, topic = engine.probabilities([e.text for e in examples])
+        probs = topic if TASK_OF_SET[name] == "topic" else sentiment
+        labels = np.array([e.label for e in examples])
+        result[name] = float((probs.argmax(axis=1) == labels).mean())
+    return result
+
+
+def run_method(
+    method: str, model_dir: Path, threads: int, n: int = N_TEXTS, batch_size: int = 32
+) -> dict[str, Any]:
     """Time one method on the benchmark texts (called in a fresh subprocess)."""
     import torch
     import transformers
@@ -60,10 +88,12 @@ def run_method(method: str, model_dir: Path, threads: int, n: int = N_TEXTS) -> 
         from models.engine import Engine
 
         backend = method.removeprefix("engine-")
-        engine = Engine(model_dir, device="cpu", backend=backend)  # type: ignore[arg-type]
+        engine = Engine(model_dir, device="cpu", backend=backend, batch_size=batch_size)  # type: ignore[arg-type]
         started = time.perf_counter()
         sentiment, topic = engine.probabilities(texts)
         seconds = time.perf_counter() - started
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        full = full_test_accuracy(engine)
         engine.close()
     else:
         from models.data import clean
@@ -105,11 +135,14 @@ def run_method(method: str, model_dir: Path, threads: int, n: int = N_TEXTS) -> 
                 s_logits = torch.cat([p[0] for p in parts])
                 t_logits = torch.cat([p[1] for p in parts])
         sentiment, topic = softmax(s_logits.numpy()), softmax(t_logits.numpy())
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        full = {}
     return {
         "method": method,
         "texts_per_s": len(texts) / seconds,
         "accuracy": accuracies(sample, sentiment, topic),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "full_test_accuracy": full,
+        "peak_rss_mb": rss,
     }
 
 
@@ -120,19 +153,22 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--texts", type=int, default=N_TEXTS, help="fewer texts for a dry run")
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--batch-size", type=int, default=32, help="the engine's batch size")
     parser.add_argument("--method", choices=METHODS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     from models.registry import SHIPPED_DIR
 
     model_dir = args.model or SHIPPED_DIR
     if args.method:
-        print(json.dumps(run_method(args.method, model_dir, args.threads, args.texts)))
+        result = run_method(args.method, model_dir, args.threads, args.texts, args.batch_size)
+        print(json.dumps(result))
         return
     results = []
     for method in args.methods.split(","):
         print(f"running {method} ...", file=sys.stderr, flush=True)
         command = [sys.executable, __file__, "--method", method, "--model", str(model_dir),
-                   "--threads", str(args.threads), "--texts", str(args.texts)]  # fmt: skip
+                   "--threads", str(args.threads), "--texts", str(args.texts),
+                   "--batch-size", str(args.batch_size)]  # fmt: skip
         out = subprocess.run(command, check=True, capture_output=True, text=True)
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     naive = results[0]["texts_per_s"]
@@ -146,8 +182,26 @@ def main() -> None:
             f"{r['peak_rss_mb']:>13.0f}{acc['all']:>9.4f}"
             + "".join(f"{acc.get(name, float('nan')):>19.4f}" for name in SETS)
         )
+    print_full_accuracy(results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def print_full_accuracy(results: list[dict[str, Any]]) -> None:
+    """Whole-test-split accuracy of each engine backend and its change from engine-fp32."""
+    engines = {r["method"]: r["full_test_accuracy"] for r in results if r["full_test_accuracy"]}
+    if not engines:
+        return
+    names = list(next(iter(engines.values())))
+    reference = engines.get("engine-fp32")
+    print("\nwhole test splits: accuracy (points vs engine-fp32)")
+    print(f"{'method':<18}" + "".join(f"{name:>28}" for name in names))
+    for method, acc in engines.items():
+        cells = []
+        for name in names:
+            delta = f" ({100 * (acc[name] - reference[name]):+.2f})" if reference else ""
+            cells.append(f"{acc[name]:.4f}{delta}".rjust(28))
+        print(f"{method:<18}" + "".join(cells))
 
 
 if __name__ == "__main__":

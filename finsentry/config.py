@@ -137,11 +137,16 @@ class Settings(BaseSettings):
     model_path: Path | None = None
     model_device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
     model_batch_size: int = Field(default=32, ge=1, le=4096)
-    # models/ engine: numeric backend ("auto": bf16 on CUDA, else fp16; fp32 on CPU, see
+    # models/ engine: numeric backend ("auto": bf16 on CUDA, else fp16; onnx-int8 on CPU, see
     # models.engine.pick_backend for the measurements) and the most windows scored for one
     # long text (see models/engine.py). Batch 32 measured fastest on the 2-core CPU.
-    model_backend: Literal["auto", "fp32", "bf16", "fp16", "int8"] = "auto"
+    model_backend: Literal["auto", "fp32", "bf16", "fp16", "int8", "onnx-fp32", "onnx-int8"] = (
+        "auto"
+    )
     model_max_chunks: int = Field(default=64, ge=1, le=100_000)
+    # ONNX files exported from a checkpoint (once per checkpoint, keyed by its weights' hash):
+    # shared by every data_dir, so test runs and workers with fresh data dirs reuse them.
+    model_onnx_cache: Path = Path.home() / ".cache" / "finsentry" / "onnx"
 
     # Scheduled retraining (models/retrain.py, models/scheduler.py). The cron expression has
     # 5 fields (minute hour day month day-of-week) or 6 (second first); name the weekday

@@ -17,7 +17,8 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     scaled = logits / temperature
     scaled = scaled - scaled.max(axis=1, keepdims=True)
     exp = np.exp(scaled)
-    return exp / exp.sum(axis=1, keepdims=True)
+    probs: np.ndarray = exp / exp.sum(axis=1, keepdims=True)
+    return probs
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray, steps: int = 200) -> float:
@@ -32,10 +33,10 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, steps: int = 200) ->
     def closure() -> torch.Tensor:
         optimiser.zero_grad()
         loss = torch.nn.functional.cross_entropy(x / log_t.exp(), y)
-        loss.backward()
+        torch.autograd.backward(loss)
         return loss
 
-    optimiser.step(closure)
+    optimiser.step(closure)  # type: ignore[no-untyped-call]
     return float(log_t.exp().item())
 
 

@@ -37,6 +37,12 @@ def write_model_card(model_dir: Path, metrics: dict[str, Any]) -> None:
     training = metrics["training"]
     config = metrics["training_config"]
     splits = metrics["splits"]
+    start = (
+        f"`{config['init_from']}` (its weights and heads)"
+        if config.get("init_from")
+        else "fresh heads on the base encoder"
+    )
+    repeat = config.get("phrasebank_repeat", 1)
     split_rows = "\n".join(
         f"| {name} | {c['train']} | {c['validation']} | {c['test']} | {c['leaks_removed']} |"
         for name, c in splits.items()
@@ -73,6 +79,7 @@ ECE: 15-bin expected calibration error of the predicted class, before and after
 temperature scaling fitted on validation.
 
 ## Training
+Started from {start}; PhraseBank sentences seen {repeat}x per epoch.
 {training["steps"]} steps, {training["epochs_run"]} epoch(s), best epoch
 {training["best_epoch"]} by mean validation accuracy; batch {config["batch_size"]},
 lr {config["learning_rate"]} (linear warm-up {config["warmup_ratio"]}, linear decay),

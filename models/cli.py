@@ -29,7 +29,7 @@ DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or 
 def _quiet_transformers() -> None:
     import transformers
 
-    transformers.logging.set_verbosity_error()
+    transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
 
 
 def _model_dir(model: Path | None) -> Path:
@@ -46,10 +46,20 @@ def train_command(
     version: Annotated[
         str, typer.Option(help="Version name of the new model.")
     ] = "finsentry-minilm-v1",
+    init_from: Annotated[
+        Path | None, typer.Option(help="finsentry model dir to continue from (weights, heads).")
+    ] = None,
     epochs: Annotated[int, typer.Option(min=1)] = 2,
     max_steps: Annotated[int | None, typer.Option(min=1)] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     learning_rate: Annotated[float, typer.Option("--lr")] = 1e-4,
+    phrasebank_repeat: Annotated[
+        int, typer.Option(min=1, help="Times each PhraseBank sentence is seen per epoch.")
+    ] = 1,
+    freeze_embeddings: Annotated[
+        bool, typer.Option(help="Keep the word embeddings frozen (faster on CPU).")
+    ] = True,
+    threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 2,
     seed: Annotated[int | None, typer.Option()] = None,
     device: DeviceOption = "auto",
     resume: Annotated[bool, typer.Option(help="Continue from <output>/train_state.")] = False,
@@ -65,11 +75,15 @@ def train_command(
     config = TrainConfig(
         output_dir=output or settings.data_dir / "models" / version,
         base_model=base_model,
+        init_from=init_from,
         version=version,
         epochs=epochs,
         max_steps=max_steps,
         batch_size=batch_size,
         learning_rate=learning_rate,
+        phrasebank_repeat=phrasebank_repeat,
+        freeze_embeddings=freeze_embeddings,
+        threads=threads,
         seed=SEED if seed is None else seed,
         device=device,
     )
@@ -147,7 +161,8 @@ def classify_command(
     batch_size: Annotated[int | None, typer.Option(min=1)] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
     backend: Annotated[
-        str | None, typer.Option(help="auto, fp32, bf16, fp16 (CUDA) or int8 (CPU).")
+        str | None,
+        typer.Option(help="auto, fp32, bf16, fp16 (CUDA), int8, onnx-fp32 or onnx-int8 (CPU)."),
     ] = None,
     model: ModelOption = None,
 ) -> None:

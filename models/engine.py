@@ -26,16 +26,17 @@ from typing import Final, Literal, TypedDict
 import numpy as np
 import torch
 
-from finsentry.config import Settings
+from finsentry.config import Settings, get_settings
 from models.batching import pad, sorted_batches
 from models.calibrate import softmax
 from models.data import clean
-from models.network import load_model
+from models.network import MultiTaskModel, load_model, load_tokenizer, read_meta
+from models.onnx_runtime import ONNX_BACKENDS, Forward, onnx_file, onnx_forward
 
 log = logging.getLogger(__name__)
 
-Backend = Literal["auto", "fp32", "bf16", "fp16", "int8"]
-BACKENDS: Final = ("fp32", "bf16", "fp16", "int8")
+Backend = Literal["auto", "fp32", "bf16", "fp16", "int8", "onnx-fp32", "onnx-int8"]
+BACKENDS: Final = ("fp32", "bf16", "fp16", "int8", *ONNX_BACKENDS)
 TOP_TOPICS: Final = 3
 
 
@@ -55,24 +56,34 @@ class EmptyTextError(ValueError):
 
 
 def pick_backend(device: torch.device, backend: Backend) -> str:
-    """``auto``: bf16 on CUDA that has it (else fp16); fp32 on CPU.
+    """``auto``: bf16 on CUDA that has it (else fp16); ``onnx-int8`` on CPU.
 
-    On this project's 2-core Xeon (AVX512-BF16, VNNI), quiet, batches of 32, the engine
-    measured fp32 ~240-265 texts/s, int8 (dynamic quantisation) ~370-450 and bf16 ~170
-    (bench/inference.py). int8 costs 0.6-1.2 points of accuracy on the full test splits
-    (topic 0.864 -> 0.852), more than the 0.5 allowed, so it is opt-in
-    (``model_backend = "int8"``). bf16 matmuls are faster there, but the casts and the
-    norms and softmax around them cost more than they save at these sizes.
+    The CPU default is the fastest backend whose accuracy stays within 0.5 point of torch
+    fp32 on every test split (bench/inference.py, shared 2-core Xeon with AVX512-VNNI,
+    2 threads, batches of 32, finsentry-minilm-v2; the machine was loaded by parallel
+    work, load average 6-8, so compare within a run):
+    - speed, 1,000 texts: run A torch fp32 65.8 texts/s, onnx-fp32 45.9, onnx-int8 with
+      only the heads fp32 146.2 (2.2x); run B torch fp32 218.5, onnx-fp32 121.9, onnx-int8
+      with heads and first layer fp32 (the shipped recipe) 563.0 (2.6x). An interleaved
+      1-thread run on v1: torch fp32 33.2, onnx-fp32 40.6, int8 per-tensor 87.3, int8
+      per-channel with fp32 heads 95.0, the same with the first and last layers fp32 60.8.
+    - accuracy in the engine, whole test splits, points vs torch fp32 (PhraseBank /
+      AllAgree / Twitter sentiment / topic): onnx-fp32 0 / 0 / 0 / 0; int8 per-channel
+      with fp32 heads -0.41 / -0.87 / +0.09 / -0.06; the shipped recipe -0.41 / -0.43 /
+      +0.04 / +0.09. (Batches of 64 outside the engine: last layer fp32 instead of the
+      first -0.83 / -0.43 / +0.09 / -0.14.)
+      torch's dynamic int8 (``int8``) cost v1 0.6-1.2 points, so it stays opt-in; bf16
+      ran at ~0.6x fp32 here (the casts around its matmuls cost more than they save).
     """
     if backend != "auto":
         if backend == "fp16" and device.type == "cpu":
             raise ValueError("backend fp16 needs CUDA; use fp32, bf16 or int8 on CPU")
-        if backend == "int8" and device.type != "cpu":
-            raise ValueError("backend int8 (dynamic quantisation) runs on CPU only")
+        if backend in ("int8", *ONNX_BACKENDS) and device.type != "cpu":
+            raise ValueError(f"backend {backend} runs on CPU only")
         return backend
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32"
+    return "onnx-int8" if device.type == "cpu" else "fp32"
 
 
 class Engine:
@@ -88,17 +99,24 @@ class Engine:
         max_chunks: int = 64,
         chunk_overlap: int = 16,
         warmup: bool = True,
+        onnx_cache: Path | None = None,
     ) -> None:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
         self.backend = pick_backend(self.device, backend)
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.backend, torch.float32)
         self.model_dir = model_dir
-        self.model, self.tokenizer, self.meta = load_model(model_dir, dtype=dtype)
-        if self.backend == "int8":
-            _quantise(self.model)
-        self.model.to(self.device)
+        if self.backend in ONNX_BACKENDS:
+            cache = onnx_cache or get_settings().model_onnx_cache
+            path = onnx_file(model_dir, self.backend, cache)
+            self._forward = onnx_forward(path, torch.get_num_threads())
+            self.tokenizer, self.meta = load_tokenizer(model_dir), read_meta(model_dir)
+        else:
+            dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.backend, torch.float32)
+            model, self.tokenizer, self.meta = load_model(model_dir, dtype=dtype)
+            if self.backend == "int8":
+                _quantise(model)
+            self._forward = _torch_forward(model.to(self.device), self.device)
         self.batch_size = batch_size
         self.max_chunks = max_chunks
         self.window = self.meta.max_length - 2
@@ -138,7 +156,6 @@ class Engine:
         sentiment, topic = self.probabilities(texts)
         return [self._verdict(s, t) for s, t in zip(sentiment, topic, strict=True)]
 
-    @torch.inference_mode()
     def probabilities(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Calibrated (sentiment, topic) probabilities per text, long texts chunk-averaged."""
         ids = self.tokenizer([clean(t) for t in texts], add_special_tokens=False)["input_ids"]
@@ -154,9 +171,9 @@ class Engine:
         budget = self.batch_size * self.meta.max_length
         for batch in sorted_batches(lengths, self.batch_size, budget):
             input_ids, mask = pad([chunks[i] for i in batch], self.tokenizer.pad_token_id)
-            s_logits, t_logits = self.model(input_ids.to(self.device), mask.to(self.device))
-            sentiment_logits[batch] = s_logits.float().cpu().numpy()
-            topic_logits[batch] = t_logits.float().cpu().numpy()
+            sentiment_logits[batch], topic_logits[batch] = self._forward(
+                input_ids.numpy(), mask.numpy()
+            )
         return (
             _combine(
                 softmax(sentiment_logits, self.meta.temperatures["sentiment"]),
@@ -201,13 +218,26 @@ class Engine:
         )
 
 
+def _torch_forward(model: MultiTaskModel, device: torch.device) -> Forward:
+    """The torch model as the engine's (input_ids, mask) -> (logits, logits) numpy call."""
+
+    @torch.inference_mode()
+    def forward(input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        sentiment, topic = model(
+            torch.from_numpy(input_ids).to(device), torch.from_numpy(attention_mask).to(device)
+        )
+        return sentiment.float().cpu().numpy(), topic.float().cpu().numpy()
+
+    return forward
+
+
 def _quantise(model: torch.nn.Module) -> None:
     """Dynamic int8 quantisation of the encoder's linear layers (weights int8, activations
     quantised per batch); the heads stay fp32. torch marks the eager API deprecated in
     favour of torchao, which is not installed here; the warning says only that."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.ao.quantization.quantize_dynamic(
+        torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
             model.encoder, {torch.nn.Linear}, dtype=torch.qint8, inplace=True
         )
 
@@ -244,4 +274,5 @@ def load_engine(settings: Settings, model_dir: Path | None = None) -> Engine:
         backend=settings.model_backend,
         batch_size=settings.model_batch_size,
         max_chunks=settings.model_max_chunks,
+        onnx_cache=settings.model_onnx_cache,
     )

@@ -19,7 +19,13 @@ from typing import Any, Final
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from finsentry.schema import SENTIMENTS, TOPICS
 
@@ -60,7 +66,7 @@ class ModelMeta:
 class MultiTaskModel(nn.Module):
     """Encoder, mean pooling over real tokens, dropout, and one linear head per task."""
 
-    def __init__(self, encoder: nn.Module, hidden: int, dropout: float = 0.1) -> None:
+    def __init__(self, encoder: PreTrainedModel, hidden: int, dropout: float = 0.1) -> None:
         super().__init__()
         self.encoder = encoder
         self.dropout = nn.Dropout(dropout)
@@ -143,7 +149,7 @@ def load_model(
     if not weights.is_file():
         raise ModelDirError(f"{model_dir}: no {WEIGHTS_FILE}")
     config = AutoConfig.from_pretrained(model_dir)
-    encoder = AutoModel.from_config(config, add_pooling_layer=False)
+    encoder = AutoModel.from_config(config, add_pooling_layer=False)  # type: ignore[no-untyped-call]
     model = MultiTaskModel(encoder, int(config.hidden_size))
     state = load_file(str(weights))
     missing, unexpected = model.load_state_dict(

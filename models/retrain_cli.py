@@ -34,7 +34,7 @@ def retrain_command(
     from models.retrain import run_retrain
     from models.scheduler import stop_on_signals
 
-    transformers.logging.set_verbosity_error()
+    transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
     stop = threading.Event()
     stop_on_signals(stop)
     outcome = run_retrain(settings, trigger="manual", stop=stop)
@@ -56,7 +56,7 @@ def scheduler_command() -> None:
     from models.retrain import run_retrain
     from models.scheduler import run_scheduler
 
-    transformers.logging.set_verbosity_error()
+    transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
     try:
         run_scheduler(settings, lambda stop: run_retrain(settings, trigger="cron", stop=stop))
     except LockHeld as exc:

@@ -72,6 +72,9 @@ class TrainConfig:
     bf16: bool = True
     threads: int | None = 2
     limit_per_dataset: int | None = None
+    # Each PhraseBank training sentence appears this many times per epoch (the smallest set,
+    # and the one furthest below its floor).
+    phrasebank_repeat: int = 1
 
     def as_json(self) -> dict[str, Any]:
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
@@ -148,21 +151,22 @@ def train(
     base = config.base_model or base_encoder_dir()
     if splits is None:
         splits = _limit(build_splits(), config.limit_per_dataset)
+    examples = _oversampled(splits.train, config.phrasebank_repeat)
     tokenizer = load_tokenizer(config.init_from or base)
     train_ids = tokenizer(
-        [clean(e.text) for e in splits.train], truncation=True, max_length=config.max_length
+        [clean(e.text) for e in examples], truncation=True, max_length=config.max_length
     )["input_ids"]
     lengths = [len(ids) for ids in train_ids]
-    steps_per_epoch = -(-len(splits.train) // config.batch_size)
+    steps_per_epoch = -(-len(examples) // config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
 
     model = _initial_model(config, base).to(device)
     if config.freeze_embeddings:
-        model.encoder.embeddings.word_embeddings.weight.requires_grad_(False)
+        model.encoder.get_input_embeddings().weight.requires_grad_(False)
     optimiser = _optimiser(model, config)
-    scheduler = get_linear_schedule_with_warmup(
+    scheduler = get_linear_schedule_with_warmup(  # type: ignore[no-untyped-call]
         optimiser, round(config.warmup_ratio * total_steps), total_steps
     )
     state_dir = config.output_dir / STATE_DIR
@@ -218,7 +222,7 @@ def train(
             if should_stop is not None and should_stop():
                 save_state()
                 raise TrainingInterrupted(f"stopped at step {state['step']} of {total_steps}")
-            batch = [splits.train[i] for i in batches[index]]
+            batch = [examples[i] for i in batches[index]]
             loss = _loss(
                 model,
                 batch,
@@ -227,7 +231,7 @@ def train(
                 device,
                 autocast,
             )
-            loss.backward()
+            torch.autograd.backward(loss)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimiser.step()
             scheduler.step()
@@ -251,6 +255,13 @@ def train(
     return _finish(config, splits, state, elapsed_before + time.monotonic() - started, device)
 
 
+def _oversampled(train: list[Example], phrasebank_repeat: int) -> list[Example]:
+    if phrasebank_repeat < 1:
+        raise ValueError(f"phrasebank_repeat must be >= 1, got {phrasebank_repeat}")
+    extra = [e for e in train if e.dataset == "phrasebank"] * (phrasebank_repeat - 1)
+    return train + extra
+
+
 def _initial_model(config: TrainConfig, base: Path) -> MultiTaskModel:
     """Fresh heads on the base encoder, or a finsentry model's weights to continue from."""
     if config.init_from is None:
@@ -266,7 +277,8 @@ def _budget_spent(config: TrainConfig, started: float, elapsed_before: float) ->
 
 
 def _optimiser(model: MultiTaskModel, config: TrainConfig) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for parameter in model.parameters():
         if parameter.requires_grad:
             (no_decay if parameter.ndim == 1 else decay).append(parameter)

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from finsentry.schema import SENTIMENTS
 from models.cli import classify_command
-from models.registry import SHIPPED_DIR
+from models.registry import SHIPPED_DIR, SHIPPED_VERSION
 
 pytestmark = pytest.mark.unit
 
@@ -25,7 +25,7 @@ COMMON = ["--model", str(SHIPPED_DIR), "--backend", "fp32", "--device", "cpu"]
 def test_classify_texts_prints_a_table() -> None:
     result = CliRunner().invoke(app, ["classify", "Acme beats estimates", "Acme misses", *COMMON])
     assert result.exit_code == 0, result.output
-    assert "Acme beats estimates" in result.output and "finsentry-minilm-v1" in result.output
+    assert "Acme beats estimates" in result.output and SHIPPED_VERSION in result.output
 
 
 def test_classify_jsonl_keeps_fields_adds_verdicts_and_marks_rows_without_text(

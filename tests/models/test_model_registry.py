@@ -18,6 +18,7 @@ from models.network import ModelDirError
 from models.registry import SHIPPED_DIR, SHIPPED_VERSION, Registry, RegistryError, resolve_model_dir
 
 pytestmark = pytest.mark.unit
+SECOND = "finsentry-minilm-experiment"
 
 
 @pytest.fixture
@@ -32,7 +33,7 @@ def _second_version(tmp_path: Path) -> Path:
     target = tmp_path / "v2"
     target.mkdir()
     config = json.loads((SHIPPED_DIR / "config.json").read_text())
-    config["finsentry"]["version"] = "finsentry-minilm-v2"
+    config["finsentry"]["version"] = SECOND
     (target / "config.json").write_text(json.dumps(config))
     shutil.copy(SHIPPED_DIR / "metrics.json", target / "metrics.json")
     return target
@@ -43,7 +44,7 @@ def test_shipped_checkpoint_is_the_first_current_version(store: Store) -> None:
     assert registry.current_dir() == SHIPPED_DIR
     (row,) = registry.versions()
     assert row["version"] == SHIPPED_VERSION and row["is_current"]
-    assert row["path"] == "models/checkpoints/finsentry-minilm-v1"
+    assert row["path"] == f"models/checkpoints/{SHIPPED_VERSION}"
     assert row["metrics"]["test"]["twitter_topic"]["accuracy"] > 0.5
     assert len(row["data_fingerprint"]) == 64 and row["training_config"]["seed"]
 
@@ -53,7 +54,7 @@ def test_register_and_promote_switch_the_current_version(store: Store, tmp_path:
     registry.ensure_shipped()
     second = registry.register(_second_version(tmp_path))
     assert not second["is_current"]
-    registry.promote("finsentry-minilm-v2")
+    registry.promote(SECOND)
     assert registry.current_dir() == tmp_path / "v2"
     assert [r["is_current"] for r in registry.versions()] == [False, True]
 
@@ -85,7 +86,7 @@ def test_models_commands_list_show_promote(tmp_path: Path, monkeypatch: pytest.M
     shown = runner.invoke(models_app, ["show", SHIPPED_VERSION])
     assert json.loads(shown.output)["version"] == SHIPPED_VERSION
     assert runner.invoke(models_app, ["register", str(_second_version(tmp_path))]).exit_code == 0
-    promoted = runner.invoke(models_app, ["promote", "finsentry-minilm-v2"])
+    promoted = runner.invoke(models_app, ["promote", SECOND])
     assert promoted.exit_code == 0 and "now current" in promoted.output
     missing = runner.invoke(models_app, ["promote", "nope"])
     assert missing.exit_code == 2 and "no model version 'nope'" in missing.output
@@ -98,18 +99,18 @@ def test_a_rejected_version_is_never_made_current_without_force(
     registry = Registry(store)
     registry.ensure_shipped()
     registry.register(_second_version(tmp_path))
-    store.set_model_status("finsentry-minilm-v2", "rejected")
+    store.set_model_status(SECOND, "rejected")
     with pytest.raises(RegistryError, match=r"rejected by the retraining gate.*--force"):
-        registry.promote("finsentry-minilm-v2")
+        registry.promote(SECOND)
     assert registry.current_dir() == SHIPPED_DIR
-    registry.promote("finsentry-minilm-v2", force=True)
+    registry.promote(SECOND, force=True)
     statuses = {r["version"]: (r["status"], r["is_current"]) for r in registry.versions()}
     assert statuses == {
         SHIPPED_VERSION: ("promoted", False),
-        "finsentry-minilm-v2": ("promoted", True),
+        SECOND: ("promoted", True),
     }
     with pytest.raises(StoreError, match="no non-current model version"):
-        store.set_model_status("finsentry-minilm-v2", "rejected")  # the served one stays
+        store.set_model_status(SECOND, "rejected")  # the served one stays
 
 
 def test_a_store_from_before_model_statuses_gets_the_column(tmp_path: Path) -> None:
@@ -137,28 +138,28 @@ def test_models_list_shows_statuses_and_promote_refuses_a_rejected_version(
     runner = CliRunner()
     assert runner.invoke(models_app, ["register", str(_second_version(tmp_path))]).exit_code == 0
     store = Store(get_settings().database_url)
-    store.set_model_status("finsentry-minilm-v2", "rejected")
+    store.set_model_status(SECOND, "rejected")
     store.start_retrain_run("run-1", "manual", {"tolerance": 0.005})
     store.finish_retrain_run(
         "run-1",
         "rejected",
         "worse beyond tolerance 0.005 on twitter_topic.accuracy",
         current_version=SHIPPED_VERSION,
-        candidate_version="finsentry-minilm-v2",
+        candidate_version=SECOND,
         data_fingerprint="ab" * 32,
     )
     store.close()
     listed = runner.invoke(models_app, ["list"]).output.splitlines()
     assert listed[0].startswith(f"current    {SHIPPED_VERSION}")
-    assert listed[1].startswith("rejected   finsentry-minilm-v2")
-    refused = runner.invoke(models_app, ["promote", "finsentry-minilm-v2"])
+    assert listed[1].startswith(f"rejected   {SECOND}")
+    refused = runner.invoke(models_app, ["promote", SECOND])
     assert refused.exit_code == 2 and "rejected by the retraining gate" in refused.output
-    forced = runner.invoke(models_app, ["promote", "finsentry-minilm-v2", "--force"])
+    forced = runner.invoke(models_app, ["promote", SECOND, "--force"])
     assert forced.exit_code == 0, forced.output
     runs = runner.invoke(models_app, ["runs"])
     assert runs.exit_code == 0
     assert "manual  rejected" in runs.output and "data abababababab" in runs.output
-    assert f"{SHIPPED_VERSION} -> finsentry-minilm-v2" in runs.output
+    assert f"{SHIPPED_VERSION} -> {SECOND}" in runs.output
     (record,) = json.loads(runner.invoke(models_app, ["runs", "--json"]).output)
     assert record["details"] == {"tolerance": 0.005} and record["finished_at"]
     get_settings.cache_clear()

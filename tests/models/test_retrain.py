@@ -155,7 +155,7 @@ def test_a_better_candidate_is_promoted_and_a_running_worker_swaps_without_losin
     run_worker: list[WorkerProcess],
     splits: Splits,
 ) -> None:
-    settings = retrain_settings(kafka_settings, tmp_path, retrain_feedback_repeat=2)
+    settings = retrain_settings(kafka_settings, tmp_path, retrain_feedback_repeat=3)
     store = Store(settings.database_url)
     errors = current_model_errors(splits)
     assert len(errors) >= 10

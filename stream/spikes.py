@@ -176,10 +176,13 @@ class SignalEngine:
         allowed_lateness_s: int,
         rules: SpikeRules,
         *,
+        evidence_size: int = 5,
         window_state: MutableMapping[str, Any] | None = None,
         spike_state: MutableMapping[str, Any] | None = None,
     ) -> None:
-        self.windows = WindowAggregator(size_s, allowed_lateness_s, state=window_state)
+        self.windows = WindowAggregator(
+            size_s, allowed_lateness_s, evidence_size=evidence_size, state=window_state
+        )
         self.detector = SpikeDetector(rules, spike_state)
 
     @classmethod
@@ -188,6 +191,7 @@ class SignalEngine:
             settings.window_size_s,
             settings.allowed_lateness_s,
             SpikeRules.from_settings(settings),
+            evidence_size=settings.stream_evidence_size,
             **state,
         )
 

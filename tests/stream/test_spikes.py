@@ -1,14 +1,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from finsentry.config import load_settings
 from finsentry.schema import Alert, Evidence, ScoredPost, alert_id
 from stream.spikes import SignalEngine, SpikeDetector, SpikeRules
-from stream.windows import ClosedWindow, observations_from_json, observations_to_json
+from stream.windows import ClosedWindow, Observation, observations_from_json, observations_to_json
 
 pytestmark = pytest.mark.unit
 
@@ -137,3 +139,14 @@ def test_a_batch_message_gives_what_adding_post_by_post_gives() -> None:
     assert [p for o in merged for p in o.points] == [p for o in outputs for p in o.points]
     assert [a for o in merged for a in o.alerts] == [a for o in outputs for a in o.alerts]
     assert any(o.alerts for o in merged)
+
+
+def test_regression_stream_evidence_size_reaches_the_windows(tmp_path: Path) -> None:
+    """``stream_evidence_size`` was read by nobody: every alert carried five posts."""
+    engine = SignalEngine.from_settings(load_settings(data_dir=tmp_path, stream_evidence_size=2))
+    start = datetime(2024, 5, 1, tzinfo=UTC).timestamp()
+    for n in range(6):
+        obs = Observation(f"p{n}", start + n, -0.1 * n, True, f"post {n}", None, "v1")
+        engine.windows.add(["market"], obs)
+    (window,) = engine.windows.flush()
+    assert [e.id for e in window.evidence] == ["p5", "p4"]

@@ -18,6 +18,7 @@ from hypothesis import settings as hypothesis_settings
 from finsentry.config import Settings, load_settings
 from finsentry.localkafka import LocalKafka
 from finsentry.store import Store, metadata
+from stream.process import WorkerProcess
 from tests.support import free_port
 
 TEST_BOOTSTRAP_ENV = "FINSENTRY_TEST_KAFKA_BOOTSTRAP"
@@ -42,6 +43,16 @@ def pytest_configure(config: pytest.Config) -> None:
 def settings(tmp_path: Path) -> Settings:
     """Default settings with all local state under a fresh temporary directory."""
     return load_settings(data_dir=tmp_path / "var")
+
+
+@pytest.fixture
+def run_worker() -> Iterator[list[WorkerProcess]]:
+    """Worker processes a test starts (append them); any still running are killed after it."""
+    started: list[WorkerProcess] = []
+    yield started
+    for worker in started:
+        if worker.process is not None and worker.process.poll() is None:
+            worker.kill()
 
 
 @pytest.fixture(scope="session")

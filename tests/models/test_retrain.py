@@ -34,10 +34,8 @@ from models.retrain import candidates_dir, run_retrain
 from models.retrain_data import sample_sets
 from models.splits import Splits
 from stream.process import WorkerProcess
-from tests.stream.test_worker import make_post, produce, run_worker, start, unique_headlines
+from tests.stream.test_worker import make_post, produce, start, unique_headlines
 from tests.support import wait_until
-
-__all__ = ["run_worker"]  # the worker fixture, shared with the stream tests
 
 SAMPLE = 30
 

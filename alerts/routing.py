@@ -13,12 +13,13 @@ import tomllib
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from alerts.errors import RoutingError
+from finsentry.config import known_time_zone
 from finsentry.schema import Alert
 
 Channel = Literal["slack", "email"]
@@ -73,11 +74,7 @@ class QuietHours(_Rule):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
-        return value
+        return known_time_zone(value)
 
     def quiet_until(self, now: datetime) -> datetime | None:
         """The end of the quiet span containing ``now``, or None when ``now`` is not quiet."""

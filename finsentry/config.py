@@ -304,11 +304,7 @@ class Settings(BaseSettings):
     @field_validator("retrain_timezone")
     @classmethod
     def _valid_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
-        return value
+        return known_time_zone(value)
 
     @field_validator("retrain_gate_metrics")
     @classmethod
@@ -380,6 +376,15 @@ class Settings(BaseSettings):
         dump["effective_bootstrap_servers"] = mask_url_password(self.bootstrap_servers)
         dump["effective_store_url"] = mask_url_password(self.database_url)
         return dump
+
+
+def known_time_zone(name: str) -> str:
+    """``name`` when zoneinfo knows it, else a ValueError naming it (for field validators)."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {name!r}") from exc
+    return name
 
 
 def cron_trigger(expression: str, timezone: str) -> CronTrigger:

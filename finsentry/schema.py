@@ -286,7 +286,9 @@ class Alert(Message):
 class DeadLetter(Message):
     """An input the pipeline could not use, kept with why and where it came from."""
 
-    reason: Literal["not_json", "invalid", "oversized", "undecodable", "unscorable"]
+    reason: Literal[
+        "not_json", "invalid", "oversized", "undecodable", "unscorable", "unprocessable"
+    ]
     error: str = Field(max_length=10_000)
     source_topic: str
     partition: int = Field(ge=0)

@@ -88,12 +88,17 @@ def register_agents(
     deduplicator = Deduplicator(tables.seen, settings.dedup_horizon_s)
 
     def keyed_for_dedup(message: Any, key: bytes) -> bool:
-        """The message already sits where re-keying by ``key`` would put it (see below)."""
+        """The message already sits where re-keying by ``key`` would put it (see below).
+
+        Asks the consumer, which reads valid-posts and so always has its metadata; the
+        producer's metadata may lack a topic (it drops one that a refresh reported with an
+        error, and one it never sent to), and its key_partition then raises TypeError.
+        """
         consumer = app.consumer
         return (
             message.key == key
             and consumer.topic_partitions(posts_topic) == consumer.topic_partitions(valid_topic)
-            and app.producer.key_partition(valid_topic, key).partition == message.partition
+            and consumer.key_partition(valid_topic, key) == message.partition
         )
 
     async def admit(raw: bytes) -> Admitted:
@@ -103,29 +108,56 @@ def register_agents(
         arrive; others are re-keyed through valid-posts first, so every copy of a story meets
         the same deduplicator. This runs as a stream processor, where the current event is
         set, so the dedup table can be written per event (not inside ``take()``, #497).
+
+        Nothing may escape it but Skip: an exception raised in a processor ends the stream's
+        background reader without a word, and the worker then idles forever. So a failure
+        becomes a dead letter ("unprocessable"), and one that cannot even be dead-lettered
+        crashes the worker, whose supervisor restarts it.
         """
         event = current_event()
         assert event is not None, "processors run inside stream iteration"
         message = event.message
-        if message.topic == posts_topic:
-            metrics.posts_in.inc()
-            result = parse_post(
-                raw,
-                max_bytes=settings.stream_max_message_bytes,
+        try:
+            return await admit_message(message, raw)
+        except Skip:
+            raise
+        except Exception as exc:
+            log.exception(
+                "cannot admit %s[%d]@%d", message.topic, message.partition, message.offset
+            )
+            letter = make_dead_letter(
+                raw or b"",
+                "unprocessable",
+                repr(exc),
                 topic=message.topic,
                 partition=message.partition,
                 offset=message.offset,
             )
-            if isinstance(result, DeadLetter):
-                await dead_letter(result)
-                raise Skip()
-            key = Deduplicator.routing_key(result).encode()
+            try:
+                await dead_letter(letter)
+            except Exception as send_error:
+                await app.crash(send_error)
+            raise Skip() from exc
+
+    async def admit_message(message: Any, raw: bytes) -> Admitted:
+        if message.topic == posts_topic:
+            metrics.posts_in.inc()
+        result = parse_post(  # valid-posts is validated again: any producer can write to it
+            raw,
+            max_bytes=settings.stream_max_message_bytes,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+        )
+        if isinstance(result, DeadLetter):
+            await dead_letter(result)
+            raise Skip()
+        post = result
+        if message.topic == posts_topic:
+            key = Deduplicator.routing_key(post).encode()
             if not keyed_for_dedup(message, key):
                 await topics.valid.send(key=key, value=raw)
                 raise Skip()
-            post = result
-        else:
-            post = Post.from_json(raw)  # validated on its way in from posts
         origin = origin_of(message)
         verdict = deduplicator.check(post, origin)
         if verdict.duplicate_of is not None:

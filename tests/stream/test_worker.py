@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import json
 import shutil
@@ -11,13 +12,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
 from sqlalchemy import select
 
 from finsentry.config import REPO_ROOT, Settings, load_settings
 from finsentry.schema import DeadLetter, ModelUpdate, Post
 from finsentry.store import Store, signal_points
 from finsentry.text import fingerprint
+from stream.app import app_id
 from stream.process import WorkerProcess
 from tests.support import wait_until
 
@@ -143,6 +146,56 @@ def test_two_thousand_posts_with_garbage_and_duplicates(
     assert f"finsentry_scored_total {float(len(posts))}" in metrics
     assert "finsentry_consumer_lag{" in metrics
     assert worker.stop() == 0
+
+
+def test_garbage_on_valid_posts_is_dead_lettered_and_the_worker_goes_on(
+    kafka_settings: Settings, tmp_path: Path, run_worker: list[WorkerProcess]
+) -> None:
+    """Any producer can write valid-posts: its garbage once stopped the worker for good."""
+    settings = worker_settings(kafka_settings, tmp_path)
+    start(settings, run_worker)
+    produce(settings, [b"{not json", b'{"id": "no-fields"}'], topic="valid-posts")
+    posts = [make_post(n, t, minutes=n) for n, t in enumerate(unique_headlines(50))]
+    produce(settings, [p.to_json() for p in posts])
+
+    wait_until(lambda: len(stored_ids(settings)) >= len(posts), 300, "the posts after it stored")
+    assert set(stored_ids(settings)) == {p.id for p in posts}
+    letters = [DeadLetter.from_json(v) for v in read_topic(settings, "deadletter", 2)]
+    assert sorted(letter.reason for letter in letters) == ["invalid", "not_json"]
+    assert {letter.source_topic for letter in letters} == {settings.topic("valid-posts")}
+
+
+def test_a_post_that_fails_admission_is_dead_lettered_as_unprocessable(
+    kafka_settings: Settings, tmp_path: Path, run_worker: list[WorkerProcess]
+) -> None:
+    """Dedup state the worker cannot read (a bare float, as an old format wrote) fails the
+    one post that meets it; that post becomes a dead letter and the stream goes on."""
+    settings = worker_settings(kafka_settings, tmp_path)
+    posts = [make_post(n, t, minutes=n) for n, t in enumerate(unique_headlines(30))]
+    victim = posts[10]
+    changelog = f"{app_id(settings)}-dedup-seen-changelog"
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    try:
+        admin.create_topics([NewTopic(changelog, num_partitions=1, replication_factor=1)])
+    finally:
+        admin.close()
+    produce_raw(settings, changelog, json.dumps(f"fp:{victim.fingerprint}").encode(), b"1.5")
+    start(settings, run_worker)
+    produce(settings, [p.to_json() for p in posts])
+
+    wait_until(lambda: len(stored_ids(settings)) >= len(posts) - 1, 300, "the other posts")
+    (letter,) = [DeadLetter.from_json(v) for v in read_topic(settings, "deadletter", 1)]
+    assert letter.reason == "unprocessable" and "TypeError" in letter.error
+    assert Post.from_json(base64.b64decode(letter.raw_base64)).id == victim.id
+    assert set(stored_ids(settings)) == {p.id for p in posts} - {victim.id}
+
+
+def produce_raw(settings: Settings, topic: str, key: bytes, value: bytes) -> None:
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    try:
+        producer.send(topic, key=key, value=value).get(timeout=30)
+    finally:
+        producer.close()
 
 
 def read_topic(settings: Settings, topic: str, expected: int) -> list[bytes]:

@@ -198,6 +198,9 @@ class Settings(BaseSettings):
     stream_batch_within_s: float = Field(default=0.5, gt=0)
     stream_max_message_bytes: int = Field(default=2_000_000, ge=1_000)
     stream_evidence_size: int = Field(default=5, ge=1, le=50)
+    # The worker's /health fails once input has waited this long with none reaching the
+    # stream (stream/liveness.py), so a supervisor or Kubernetes restarts a stuck worker.
+    worker_stall_timeout_s: float = Field(default=300.0, ge=5)
     worker_web_host: str = "127.0.0.1"
     worker_web_port: int = Field(default=6066, ge=1, le=65535)
 
@@ -282,6 +285,10 @@ class Settings(BaseSettings):
     up_stable_after_s: float = Field(default=60.0, gt=0)
     up_ready_timeout_s: float = Field(default=300.0, gt=0)
     up_stop_grace_s: float = Field(default=30.0, gt=0)
+    # A ready child whose health check fails this many times in a row, asked this often,
+    # is restarted (a stuck worker, see worker_stall_timeout_s).
+    up_liveness_interval_s: float = Field(default=15.0, gt=0)
+    up_liveness_failures: int = Field(default=3, ge=1)
     # `finsentry up --demo`: the bundled dated file it replays and the event-time speed-up
     # (1.2 million: the Benzinga sample's eleven years in about five minutes).
     demo_file: Path = REPO_ROOT / "data" / "benzinga_headlines_sample" / DEMO_CSV

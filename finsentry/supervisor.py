@@ -4,8 +4,11 @@ Each child is a ``ChildSpec``: command, environment, readiness check, health URL
 Children start in order, each awaited by its readiness check before the next one starts
 (the worker needs Kafka, the dashboard needs the store the worker creates). A child that
 exits after it was ready is restarted with exponential backoff, reset once it has run
-``stable_after_s``; one that keeps failing makes the supervisor give up. Stopping goes in
-reverse order, by PID: SIGTERM, then SIGKILL of its process group after the grace period.
+``stable_after_s``; one that keeps failing makes the supervisor give up. A ready child with a
+liveness probe that fails ``liveness_failures`` times in a row (asked every
+``liveness_interval_s``) is stopped and restarted the same way: it runs, but is stuck.
+Stopping goes in reverse order, by PID: SIGTERM, then SIGKILL of its process group after the
+grace period.
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ class ChildSpec:
     stop_grace_s: float = 30.0
     pid_file: Path | None = None
     on_ready: Callable[[], None] | None = None
+    live: Callable[[], bool] | None = None  # liveness probe, asked once the child is ready
 
 
 @dataclass
@@ -80,6 +84,8 @@ class Child:
     failures: int = 0  # consecutive exits that count against the restart limit
     next_start_at: float = 0.0
     last_exit: int | None = None
+    live_failures: int = 0  # consecutive failed liveness probes
+    next_live_check_at: float = 0.0
 
     @property
     def pid(self) -> int | None:
@@ -110,6 +116,8 @@ class Supervisor:
         backoff: Backoff | None = None,
         max_failures: int = 5,
         stable_after_s: float = 60.0,
+        liveness_interval_s: float = 15.0,
+        liveness_failures: int = 3,
         status_file: Path | None = None,
         skipped: Mapping[str, str] | None = None,
         report: Report = print,
@@ -122,6 +130,8 @@ class Supervisor:
         self.backoff = backoff or Backoff()
         self.max_failures = max_failures
         self.stable_after_s = stable_after_s
+        self.liveness_interval_s = liveness_interval_s
+        self.liveness_failures = liveness_failures
         self.status_file = status_file
         self.skipped = dict(skipped or {})  # services not started, and why (status file only)
         self.report = report
@@ -203,6 +213,8 @@ class Supervisor:
                 return False
         child.state = "ready"
         child.ready_at = self.clock()
+        child.live_failures = 0
+        child.next_live_check_at = child.ready_at + self.liveness_interval_s
         self._write_status()
         return True
 
@@ -226,8 +238,16 @@ class Supervisor:
                         )
                         self._terminate(child)
                         self._exited(child, child.process.returncode)
-                elif child.ready_at is not None and now - child.ready_at >= self.stable_after_s:
+                    continue
+                if child.ready_at is not None and now - child.ready_at >= self.stable_after_s:
                     child.failures = 0
+                if not self._live(child, now):
+                    self.report(
+                        f"{child.spec.name} failed its health check {child.live_failures} "
+                        "times in a row; stopping it"
+                    )
+                    self._terminate(child)
+                    self._exited(child, child.process.returncode)
             elif child.state == "backoff" and now >= child.next_start_at:
                 child.restarts += 1
                 try:
@@ -235,6 +255,18 @@ class Supervisor:
                 except Exception as exc:  # e.g. a port taken meanwhile: another failure
                     self.report(f"{child.spec.name} could not be started: {exc}")
                     self._exited(child, None)
+
+    def _live(self, child: Child, now: float) -> bool:
+        """False once the child's liveness probe has failed too often in a row."""
+        if child.spec.live is None or now < child.next_live_check_at:
+            return True
+        child.next_live_check_at = now + self.liveness_interval_s
+        try:
+            alive = child.spec.live()
+        except Exception:  # a probe that gets no answer counts as a failure
+            alive = False
+        child.live_failures = 0 if alive else child.live_failures + 1
+        return child.live_failures < self.liveness_failures
 
     def _exited(self, child: Child, code: int | None) -> None:
         spec = child.spec

@@ -131,6 +131,7 @@ def child_specs(settings: Settings, table: list[Service]) -> list[ChildSpec]:
             continue
         command: tuple[str, ...] | Callable[[], list[str]] = service.command
         ready: Callable[[], bool]
+        live: Callable[[], bool] | None
         on_ready: Callable[[], None] | None = None
         grace = settings.up_stop_grace_s
         if service.name == "kafka":
@@ -144,12 +145,16 @@ def child_specs(settings: Settings, table: list[Service]) -> list[ChildSpec]:
                 ensure_topics(settings)
 
             grace = max(grace, 60.0)  # a broker flushes its logs on the way down
+            live = None  # a loaded broker is slow to answer; its clients retry anyway
         else:
-            assert service.ready_url is not None
-            ready_url = service.ready_url
+            assert service.ready_url is not None and service.health_url is not None
+            ready_url, health_url = service.ready_url, service.health_url
 
             def ready(url: str = ready_url) -> bool:
                 return http_ok(url, timeout_s=2.0)
+
+            def live(url: str = health_url) -> bool:
+                return http_ok(url, timeout_s=5.0)
 
         specs.append(
             ChildSpec(
@@ -166,6 +171,7 @@ def child_specs(settings: Settings, table: list[Service]) -> list[ChildSpec]:
                 stop_grace_s=grace,
                 pid_file=service.pid_file,
                 on_ready=on_ready,
+                live=live,
             )
         )
     return specs
@@ -209,6 +215,8 @@ def make_supervisor(
         backoff=Backoff(base_s=settings.up_backoff_base_s, max_s=settings.up_backoff_max_s),
         max_failures=settings.up_max_failures,
         stable_after_s=settings.up_stable_after_s,
+        liveness_interval_s=settings.up_liveness_interval_s,
+        liveness_failures=settings.up_liveness_failures,
         status_file=status,
         report=lambda line: console.print(
             f"[bold]up:[/] {escape(line)}", soft_wrap=True, emoji=False

@@ -32,6 +32,7 @@ from finsentry.schema import (
 )
 from stream.app import StreamTables, StreamTopics
 from stream.dedup import Deduplicator
+from stream.liveness import StallWatch
 from stream.metrics import StreamMetrics
 from stream.parsing import make_dead_letter, parse_post
 from stream.sink import StoreSink
@@ -86,6 +87,8 @@ def register_agents(
     posts_topic = topics.posts.get_topic_name()
     valid_topic = topics.valid.get_topic_name()
     deduplicator = Deduplicator(tables.seen, settings.dedup_horizon_s)
+    watch = StallWatch(settings.worker_stall_timeout_s)
+    stalled_because: str | None = None  # why the stream is stuck, for /health
 
     def keyed_for_dedup(message: Any, key: bytes) -> bool:
         """The message already sits where re-keying by ``key`` would put it (see below).
@@ -117,6 +120,7 @@ def register_agents(
         event = current_event()
         assert event is not None, "processors run inside stream iteration"
         message = event.message
+        watch.saw(message.topic, message.partition, message.offset)
         try:
             return await admit_message(message, raw)
         except Skip:
@@ -189,6 +193,8 @@ def register_agents(
     @app.agent(topics.signal_input)
     async def signal(stream: Any) -> None:
         async for raw in stream:
+            message = stream.current_event.message
+            watch.saw(message.topic, message.partition, message.offset)
             window_state = StagedMapping(tables.windows)
             spike_state = StagedMapping(tables.spikes)
             engine = SignalEngine.from_settings(
@@ -235,15 +241,29 @@ def register_agents(
 
     @app.timer(LAG_REFRESH_S)
     async def report_lag() -> None:
+        """Consumer lag per input partition, and whether the worker is stuck (liveness)."""
+        nonlocal stalled_because
         consumer = app.consumer
+        high_waters: dict[tuple[str, int], int | None] = {}
         for tp in consumer.assignment():
             if not tp.topic.startswith(settings.kafka_topic_prefix):
                 continue  # Faust's own changelog and assignor topics
             position = await consumer.position(tp)
             highwater = consumer.highwater(tp)
+            high_waters[(tp.topic, tp.partition)] = highwater
             if position is not None and highwater is not None:
                 lag = max(0, highwater - position)
                 metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
+        recovering = not cast(Any, app.tables).recovery.completed.is_set()
+        if app.rebalancing or recovering:
+            watch.restart_clock()
+            return
+        reason = watch.stalled(high_waters)
+        if reason and stalled_because is None:
+            log.error("worker stalled: %s; /health now fails", reason)
+        elif reason is None and stalled_because is not None:
+            log.info("worker flowing again")
+        stalled_because = reason
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
@@ -254,6 +274,10 @@ def register_agents(
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
+        """Live: the web server answers and the stream is not stuck (see stream/liveness.py)."""
+        if stalled_because is not None:
+            body = {"status": "stalled", "reason": stalled_because}
+            return web.json({**body, "model_version": ctx.engine.version}, status=503)
         return web.json({"status": "ok", "model_version": ctx.engine.version})
 
     @app.page("/ready")

@@ -167,6 +167,34 @@ def test_a_crashed_child_is_restarted_with_backoff_and_reported(tmp_path: Path, 
 
 
 @pytest.mark.integration
+def test_a_child_that_fails_its_liveness_probe_is_restarted(tmp_path: Path, supervised) -> None:
+    """A child can run and still be stuck: three failed probes in a row restart it."""
+    answers = iter([True, False, False, True, False, False, False])  # then alive for good
+    probes: list[bool] = []
+
+    def live() -> bool:
+        probes.append(next(answers, True))
+        return probes[-1]
+
+    child_spec = spec(tmp_path, "w", sleeper(tmp_path, "w"), live=live)
+    supervisor, lines = supervised([child_spec], liveness_interval_s=0.0, liveness_failures=3)
+    assert supervisor.start_all(threading.Event())
+    first = supervisor.child("w").pid
+    (tmp_path / "w.started").unlink()
+
+    def restarted() -> bool:
+        supervisor.poll()
+        child = supervisor.child("w")
+        return child.restarts == 1 and child.state == "ready"
+
+    wait_until(restarted, 30, "w restarted after three failed probes")
+    assert probes[:7] == [True, False, False, True, False, False, False]
+    assert supervisor.child("w").pid not in (None, first)
+    assert "w failed its health check 3 times in a row; stopping it" in lines
+    assert (tmp_path / "stopped").read_text() == "w\n"  # asked to stop (SIGTERM) first
+
+
+@pytest.mark.integration
 def test_a_child_that_keeps_crashing_makes_the_supervisor_give_up(
     tmp_path: Path, supervised
 ) -> None:

@@ -6,6 +6,8 @@ import base64
 import csv
 import json
 import shutil
+import sqlite3
+import urllib.error
 import urllib.request
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -362,6 +364,44 @@ def test_hot_swap_between_batches(
     assert len(versions) == 200
     assert {versions[p.id] for p in second} == {"hot-swap-test"}
     assert {versions[p.id] for p in first} <= {old_version, "hot-swap-test"}
+
+
+def test_a_stuck_worker_fails_its_health_check_until_it_flows_again(
+    kafka_settings: Settings, tmp_path: Path, run_worker: list[WorkerProcess]
+) -> None:
+    """Another writer holding the store's lock stops the stream: /health says so, then heals."""
+    settings = worker_settings(kafka_settings, tmp_path)
+    worker = start(settings, run_worker, FINSENTRY_WORKER_STALL_TIMEOUT_S="5")
+    posts = [make_post(n, t, minutes=n) for n, t in enumerate(unique_headlines(400))]
+    produce(settings, [p.to_json() for p in posts[:10]])
+    wait_until(lambda: len(stored_ids(settings)) >= 10, 120, "a first batch stored")
+    assert _health_answer(worker) == (200, "ok")
+
+    lock = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")  # the worker's upserts wait (busy_timeout 30 s)
+    try:
+        produce(settings, [p.to_json() for p in posts[10:]])
+        wait_until(lambda: _health_answer(worker)[0] == 503, 20, "/health to report the stall")
+        status, reason = _health_answer(worker)
+        assert status == 503
+        assert (
+            reason.startswith("no input reached the stream for ") and "messages wait on" in reason
+        )
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    wait_until(lambda: len(stored_ids(settings)) >= len(posts), 300, "every post stored")
+    wait_until(lambda: _health_answer(worker) == (200, "ok"), 30, "/health ok again")
+    assert "worker stalled: no input reached the stream" in worker.tail(400)
+
+
+def _health_answer(worker: WorkerProcess) -> tuple[int, str]:
+    """HTTP status and the stall reason (or "ok") of the worker's /health."""
+    try:
+        with urllib.request.urlopen(f"{worker.url}/health", timeout=10) as response:
+            return response.status, json.loads(response.read())["status"]
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())["reason"]
 
 
 def _health(worker: WorkerProcess) -> dict[str, str]:

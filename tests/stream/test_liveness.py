@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import pytest
+
+from stream.liveness import StallWatch
+
+pytestmark = pytest.mark.unit
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_input_waiting_and_nothing_seen_for_the_timeout_is_a_stall() -> None:
+    clock = Clock()
+    watch = StallWatch(30, clock)
+    watch.saw("posts", 0, 99)
+    clock.now += 29
+    assert watch.stalled({("posts", 0): 150}) is None
+    clock.now += 2
+    reason = watch.stalled({("posts", 0): 150})
+    assert reason == "no input reached the stream for 31s while 50 messages wait on posts[0]"
+
+
+def test_an_idle_worker_is_not_stalled() -> None:
+    clock = Clock()
+    watch = StallWatch(30, clock)
+    watch.saw("posts", 0, 99)
+    clock.now += 3600
+    assert watch.stalled({("posts", 0): 100, ("posts", 1): None}) is None
+
+
+def test_fresh_input_restarts_the_clock() -> None:
+    clock = Clock()
+    watch = StallWatch(30, clock)
+    watch.saw("posts", 0, 10)
+    clock.now += 25
+    watch.saw("valid-posts", 1, 5)
+    clock.now += 25
+    assert watch.stalled({("posts", 0): 500, ("valid-posts", 1): 6}) is None
+
+
+def test_a_rebalance_restarts_the_clock() -> None:
+    clock = Clock()
+    watch = StallWatch(30, clock)
+    watch.saw("posts", 0, 10)
+    clock.now += 40
+    watch.restart_clock()
+    clock.now += 10
+    assert watch.stalled({("posts", 0): 500}) is None
+
+
+def test_partitions_never_seen_are_not_judged() -> None:
+    """Where a new stream starts reading is not known here, so no guess is made."""
+    clock = Clock()
+    watch = StallWatch(30, clock)
+    clock.now += 100
+    assert watch.stalled({("posts", 0): 500}) is None
+    watch.saw("posts", 1, 0)
+    clock.now += 100
+    assert watch.stalled({("posts", 0): 500, ("posts", 1): 1}) is None
+
+
+def test_the_timeout_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="stall_after_s must be positive, not 0"):
+        StallWatch(0)

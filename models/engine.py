@@ -102,6 +102,7 @@ class Engine:
         chunk_overlap: int = 16,
         warmup: bool = True,
         onnx_cache: Path | None = None,
+        onnx_spin: bool = False,
     ) -> None:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -111,7 +112,7 @@ class Engine:
         if self.backend in ONNX_BACKENDS:
             cache = onnx_cache or get_settings().model_onnx_cache
             path = onnx_file(model_dir, self.backend, cache)
-            self._forward = onnx_forward(path, torch.get_num_threads())
+            self._forward = onnx_forward(path, torch.get_num_threads(), spin=onnx_spin)
             self.tokenizer, self.meta = load_tokenizer(model_dir), read_meta(model_dir)
         else:
             dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.backend, torch.float32)
@@ -277,4 +278,5 @@ def load_engine(settings: Settings, model_dir: Path | None = None) -> Engine:
         batch_size=settings.model_batch_size,
         max_chunks=settings.model_max_chunks,
         onnx_cache=settings.model_onnx_cache,
+        onnx_spin=settings.model_onnx_spin,
     )

@@ -132,8 +132,12 @@ def quantise_onnx(source: Path, path: Path) -> None:
     )
 
 
-def onnx_forward(path: Path, threads: int) -> Forward:
-    """An ONNX Runtime session on ``path`` as a (input_ids, mask) -> (logits, logits) call."""
+def onnx_forward(path: Path, threads: int, *, spin: bool = False) -> Forward:
+    """An ONNX Runtime session on ``path`` as a (input_ids, mask) -> (logits, logits) call.
+
+    ``spin``: idle intra-op threads busy-wait for the next batch. That burns the cores that
+    the worker's event loop, Kafka consumer and store writes need between batches.
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -142,6 +146,7 @@ def onnx_forward(path: Path, threads: int) -> Forward:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def forward(input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -65,6 +65,16 @@ def test_onnx_int8_stays_close_to_fp32(engine: Engine, onnx_int8: Engine) -> Non
     assert all(q["model_version"] == onnx_int8.version for q in quantised)
 
 
+def test_spinning_threads_change_no_result(cache: Path, onnx_int8: Engine) -> None:
+    """model_onnx_spin only changes how idle threads wait, never what they compute."""
+    with Engine(
+        SHIPPED_DIR, device="cpu", backend="onnx-int8", onnx_cache=cache, onnx_spin=True
+    ) as spinning:
+        assert np.array_equal(
+            _stack(spinning.probabilities(TEXTS)), _stack(onnx_int8.probabilities(TEXTS))
+        )
+
+
 def test_export_is_cached_per_checkpoint(cache: Path, onnx_int8: Engine) -> None:
     fp32 = onnx_file(SHIPPED_DIR, "onnx-fp32", cache)
     int8 = onnx_file(SHIPPED_DIR, "onnx-int8", cache)

@@ -5,7 +5,7 @@ posts ─validate, dedup (per event)─► score (batched, model thread) ─► 
 posts not keyed by their fingerprint ─► valid-posts ─► dedup, score as above
 signal-input ─windows + spikes─► signals, alerts, store
 model-updates ─► hot swap of the engine between two batches.
-Table writes happen per event, never inside ``take()`` (faust-streaming issue #497).
+Table writes happen per event, in the stream's processor (faust-streaming issue #497).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from finsentry.schema import (
     ScoredPost,
 )
 from stream.app import StreamTables, StreamTopics
+from stream.batching import next_batch
 from stream.dedup import Deduplicator
 from stream.liveness import StallWatch
 from stream.metrics import StreamMetrics
@@ -110,7 +111,7 @@ def register_agents(
         Posts keyed by their fingerprint (as ingest keys them) are deduplicated where they
         arrive; others are re-keyed through valid-posts first, so every copy of a story meets
         the same deduplicator. This runs as a stream processor, where the current event is
-        set, so the dedup table can be written per event (not inside ``take()``, #497).
+        set, so the dedup table can be written per event (faust-streaming issue #497).
 
         Nothing may escape it but Skip: an exception raised in a processor ends the stream's
         background reader without a word, and the worker then idles forever. So a failure
@@ -169,26 +170,56 @@ def register_agents(
             raise Skip()
         return Admitted(post, message.topic, message.partition, message.offset)
 
+    async def score_batch(batch: list[Admitted]) -> list[ScoredPost]:
+        engine = ctx.engine  # a hot swap takes effect between batches, never inside one
+        started = time.perf_counter()
+        scored = await _score(engine, batch, dead_letter)
+        metrics.inference_seconds.observe(time.perf_counter() - started)
+        metrics.batch_size.observe(len(batch))
+        metrics.scored.inc(len(scored))
+        return scored
+
+    async def publish(scored: list[ScoredPost]) -> None:
+        for post in scored:
+            await topics.scored.send(key=post.id.encode(), value=post.to_json())
+        if scored:  # one message per batch: the aggregation stage works batch by batch
+            await topics.signal_input.send(key=b"all", value=observations_to_json(scored))
+        # Stored before the inputs are acknowledged: a crash before this re-scores them, and
+        # the upsert makes that harmless. No hop through ``scored``: it is for others.
+        await ctx.sink.write_posts(scored)
+
+    async def score_batches(stream: Any, queue: asyncio.Queue[tuple[Admitted, Any]]) -> None:
+        """Batches off the queue, in input order; each input acknowledged once stored."""
+        try:
+            while True:
+                batch = await next_batch(
+                    queue, settings.stream_batch_size, settings.stream_batch_within_s
+                )
+                await publish(await score_batch([admitted for admitted, _ in batch]))
+                for _, event in batch:
+                    await stream.ack(event)
+        except Exception as exc:  # the loop feeding the queue cannot see this: stop the worker
+            log.exception("scoring failed; stopping the worker")
+            await app.crash(exc)
+            raise
+
     @app.agent(topics.intake)
     async def score(stream: Any) -> None:
-        stream.add_processor(admit)
-        async for batch in stream.take(
-            settings.stream_batch_size, within=settings.stream_batch_within_s
-        ):
-            admitted: list[Admitted] = batch
-            engine = ctx.engine  # a hot swap takes effect between batches, never inside one
-            started = time.perf_counter()
-            scored = await _score(engine, admitted, dead_letter)
-            metrics.inference_seconds.observe(time.perf_counter() - started)
-            metrics.batch_size.observe(len(admitted))
-            metrics.scored.inc(len(scored))
-            for post in scored:
-                await topics.scored.send(key=post.id.encode(), value=post.to_json())
-            if scored:  # one message per batch: the aggregation stage works batch by batch
-                await topics.signal_input.send(key=b"all", value=observations_to_json(scored))
-            # Stored before take() acks the inputs: a crash before this re-scores them, and
-            # the upsert makes that harmless. No hop through ``scored``: it is for others.
-            await ctx.sink.write_posts(scored)
+        """Admits each event (a processor, so table writes see it); a task scores the batches.
+
+        Acknowledged by hand (``noack``): an input is acknowledged only once its batch is
+        stored, while duplicates and dead letters, skipped, are acknowledged at once.
+        """
+        manual = stream.noack()
+        manual.add_processor(admit)
+        queue: asyncio.Queue[tuple[Admitted, Any]] = asyncio.Queue(2 * settings.stream_batch_size)
+        scorer = asyncio.ensure_future(score_batches(manual, queue))
+        try:
+            async for admitted in manual:
+                await queue.put((admitted, manual.current_event))
+        finally:
+            scorer.cancel()  # what it had not stored stays unacknowledged, so comes again
+            await asyncio.gather(scorer, return_exceptions=True)
 
     @app.agent(topics.signal_input)
     async def signal(stream: Any) -> None:

@@ -326,6 +326,35 @@ def promote_version(
         typer.echo(f"published a model update for {version} on model-updates")
 
 
+@models_app.command("average")
+def average_versions(
+    first: Annotated[Path, typer.Argument(help="finsentry model directory A.")],
+    second: Annotated[Path, typer.Argument(help="finsentry model directory B.")],
+    output: Annotated[Path, typer.Option(help="Model directory to write.")],
+    version: Annotated[str, typer.Option(help="Version name of the averaged model.")],
+    weights: Annotated[
+        str, typer.Option(help="Comma-separated weights of A to try on validation (B gets 1-w).")
+    ] = "0.25,0.5,0.75",
+    threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 2,
+) -> None:
+    """Weight-average two fine-tunes: the weight with the best validation accuracy wins."""
+    _quiet_transformers()
+    import torch
+
+    from models.average import average_models
+
+    try:
+        candidates = [float(w) for w in weights.split(",")]
+    except ValueError as exc:
+        raise typer.BadParameter(f"--weights: not a list of numbers: {weights!r}") from exc
+    if not candidates or any(not 0.0 <= w <= 1.0 for w in candidates):
+        raise typer.BadParameter(f"--weights: every weight must be in [0, 1], got {weights!r}")
+    torch.set_num_threads(threads)
+    result = average_models(first, second, candidates, output, version)
+    _print_table(result.metrics["test"], f"{version} ({result.weight} x A): test")
+    typer.echo(f"wrote {output}; register it with `finsentry models register {output}`")
+
+
 @models_app.command("register")
 def register_version(
     model_dir: Path, current: Annotated[bool, typer.Option(help="Also make it current.")] = False

@@ -301,7 +301,7 @@ def _end_epoch(
 ) -> None:
     """Validate, keep the best weights so far, and count epochs without a gain."""
     results = evaluate_sets(model, tokenizer, meta, splits.validation)
-    score = float(np.mean([results[name]["accuracy"] for name in SELECTION_SETS]))
+    score = selection_score(results)
     accuracies = {name: round(r["accuracy"], 4) for name, r in results.items()}
     state["history"].append(
         {
@@ -328,15 +328,7 @@ def _finish(
 ) -> TrainResult:
     """Calibrate the best weights on validation, test them, write the model directory."""
     model, tokenizer, meta = load_model(config.output_dir / STATE_DIR / "best")
-    for task, (logits, labels) in collect_logits(model, tokenizer, meta, splits.validation).items():
-        meta.temperatures[task] = round(fit_temperature(logits, labels), 4)
-    metrics = {
-        "version": config.version,
-        "test": evaluate_sets(model, tokenizer, meta, splits.test),
-        "validation": evaluate_sets(model, tokenizer, meta, splits.validation),
-        "temperatures": meta.temperatures,
-        "splits": splits.counts(),
-        "data_fingerprint": data_fingerprint(),
+    record = {
         "training": {
             "seconds": round(seconds, 1),
             "hardware": _hardware(device),
@@ -347,10 +339,43 @@ def _finish(
         },
         "training_config": config.as_json(),
     }
-    save_model(model, tokenizer, meta, config.output_dir)
-    (config.output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    write_model_card(config.output_dir, metrics)
+    metrics = write_calibrated_model(model, tokenizer, meta, splits, config.output_dir, record)
     return TrainResult(config.output_dir, metrics, list(state["losses"]))
+
+
+def write_calibrated_model(
+    model: MultiTaskModel,
+    tokenizer: Any,
+    meta: ModelMeta,
+    splits: Splits,
+    output_dir: Path,
+    record: dict[str, Any],
+) -> dict[str, Any]:
+    """Fit the temperatures on validation, test once, and write the finished model directory.
+
+    ``record`` says how the weights came about (``training``, ``training_config``, and for
+    an averaged model ``averaging``); it goes into metrics.json and the model card.
+    """
+    for task, (logits, labels) in collect_logits(model, tokenizer, meta, splits.validation).items():
+        meta.temperatures[task] = round(fit_temperature(logits, labels), 4)
+    metrics = {
+        "version": meta.version,
+        "test": evaluate_sets(model, tokenizer, meta, splits.test),
+        "validation": evaluate_sets(model, tokenizer, meta, splits.validation),
+        "temperatures": meta.temperatures,
+        "splits": splits.counts(),
+        "data_fingerprint": data_fingerprint(),
+        **record,
+    }
+    save_model(model, tokenizer, meta, output_dir)
+    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_model_card(output_dir, metrics)
+    return metrics
+
+
+def selection_score(results: dict[str, dict[str, Any]]) -> float:
+    """Mean validation accuracy over SELECTION_SETS: what picks an epoch or a mixing weight."""
+    return float(np.mean([results[name]["accuracy"] for name in SELECTION_SETS]))
 
 
 def _hardware(device: torch.device) -> str:

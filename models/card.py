@@ -49,7 +49,8 @@ def _training_text(metrics: dict[str, Any]) -> str:
 {training["steps"]} steps, {training["epochs_run"]} epoch(s), best epoch
 {training["best_epoch"]} by mean validation accuracy; batch {config["batch_size"]},
 lr {config["learning_rate"]} (linear warm-up {config["warmup_ratio"]}, linear decay),
-max length {config["max_length"]}, word embeddings frozen: {config["freeze_embeddings"]}.
+max length {config["max_length"]}, word embeddings frozen: {config["freeze_embeddings"]},
+label smoothing {config.get("label_smoothing", 0.0)}.
 {training["seconds"] / 60:.1f} minutes on {training["hardware"]}.
 Data fingerprint `{metrics["data_fingerprint"][:16]}…`. Reproduce with `finsentry train`."""
 

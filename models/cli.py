@@ -59,6 +59,9 @@ def train_command(
     freeze_embeddings: Annotated[
         bool, typer.Option(help="Keep the word embeddings frozen (faster on CPU).")
     ] = True,
+    label_smoothing: Annotated[
+        float, typer.Option(min=0.0, max=0.5, help="Label smoothing of both losses (0 = none).")
+    ] = 0.0,
     threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 2,
     seed: Annotated[int | None, typer.Option()] = None,
     device: DeviceOption = "auto",
@@ -83,6 +86,7 @@ def train_command(
         learning_rate=learning_rate,
         phrasebank_repeat=phrasebank_repeat,
         freeze_embeddings=freeze_embeddings,
+        label_smoothing=label_smoothing,
         threads=threads,
         seed=SEED if seed is None else seed,
         device=device,

@@ -75,6 +75,9 @@ class TrainConfig:
     # Each PhraseBank training sentence appears this many times per epoch (the smallest set,
     # and the one furthest below its floor).
     phrasebank_repeat: int = 1
+    # Share of each target spread evenly over the other classes (0 = plain cross-entropy).
+    # PhraseBank's 50Agree labels are majority votes of annotators who disagreed.
+    label_smoothing: float = 0.0
 
     def as_json(self) -> dict[str, Any]:
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
@@ -118,6 +121,7 @@ def _loss(
     pad_id: int,
     device: torch.device,
     autocast: bool,
+    label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     input_ids, mask = pad(ids, pad_id)
     sentiment = torch.tensor([e.sentiment for e in batch], device=device)
@@ -127,7 +131,9 @@ def _loss(
     loss = torch.zeros((), device=device)
     for logits, labels in ((sentiment_logits, sentiment), (topic_logits, topic)):
         if bool((labels != IGNORE).any()):
-            loss = loss + F.cross_entropy(logits, labels, ignore_index=IGNORE)
+            loss = loss + F.cross_entropy(
+                logits, labels, ignore_index=IGNORE, label_smoothing=label_smoothing
+            )
     return loss
 
 
@@ -230,6 +236,7 @@ def train(
                 tokenizer.pad_token_id,
                 device,
                 autocast,
+                config.label_smoothing,
             )
             torch.autograd.backward(loss)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -45,7 +45,9 @@ def _training_text(metrics: dict[str, Any]) -> str:
         else "fresh heads on the base encoder"
     )
     repeat = config.get("phrasebank_repeat", 1)
-    return f"""Started from {start}; PhraseBank sentences seen {repeat}x per epoch.
+    tweets = config.get("twitter_sentiment_repeat", 1)
+    return f"""Started from {start}; per epoch each PhraseBank sentence seen {repeat}x, each
+Twitter sentiment tweet {tweets}x.
 {training["steps"]} steps, {training["epochs_run"]} epoch(s), best epoch
 {training["best_epoch"]} by mean validation accuracy; batch {config["batch_size"]},
 lr {config["learning_rate"]} (linear warm-up {config["warmup_ratio"]}, linear decay),
@@ -70,6 +72,7 @@ def _averaging_text(metrics: dict[str, Any]) -> str:
             f"from `{s['training_config'].get('init_from') or 'the base encoder'}`, "
             f"{s['training']['steps']} steps, lr {s['training_config'].get('learning_rate')}, "
             f"PhraseBank x{s['training_config'].get('phrasebank_repeat', 1)}, "
+            f"Twitter sentiment x{s['training_config'].get('twitter_sentiment_repeat', 1)}, "
             f"{s['training']['seconds'] / 60:.1f} minutes on {s['training']['hardware']}."
             if s["training"]
             else "no training record."

@@ -56,6 +56,9 @@ def train_command(
     phrasebank_repeat: Annotated[
         int, typer.Option(min=1, help="Times each PhraseBank sentence is seen per epoch.")
     ] = 1,
+    twitter_sentiment_repeat: Annotated[
+        int, typer.Option(min=1, help="Times each Twitter sentiment tweet is seen per epoch.")
+    ] = 1,
     freeze_embeddings: Annotated[
         bool, typer.Option(help="Keep the word embeddings frozen (faster on CPU).")
     ] = True,
@@ -85,6 +88,7 @@ def train_command(
         batch_size=batch_size,
         learning_rate=learning_rate,
         phrasebank_repeat=phrasebank_repeat,
+        twitter_sentiment_repeat=twitter_sentiment_repeat,
         freeze_embeddings=freeze_embeddings,
         label_smoothing=label_smoothing,
         threads=threads,

@@ -75,6 +75,8 @@ class TrainConfig:
     # Each PhraseBank training sentence appears this many times per epoch (the smallest set,
     # and the one furthest below its floor).
     phrasebank_repeat: int = 1
+    # The same for Twitter sentiment, the other sentiment set short of its floor.
+    twitter_sentiment_repeat: int = 1
     # Share of each target spread evenly over the other classes (0 = plain cross-entropy).
     # PhraseBank's 50Agree labels are majority votes of annotators who disagreed.
     label_smoothing: float = 0.0
@@ -157,7 +159,13 @@ def train(
     base = config.base_model or base_encoder_dir()
     if splits is None:
         splits = _limit(build_splits(), config.limit_per_dataset)
-    examples = _oversampled(splits.train, config.phrasebank_repeat)
+    examples = _oversampled(
+        splits.train,
+        {
+            "phrasebank": config.phrasebank_repeat,
+            "twitter_sentiment": config.twitter_sentiment_repeat,
+        },
+    )
     tokenizer = load_tokenizer(config.init_from or base)
     train_ids = tokenizer(
         [clean(e.text) for e in examples], truncation=True, max_length=config.max_length
@@ -262,10 +270,13 @@ def train(
     return _finish(config, splits, state, elapsed_before + time.monotonic() - started, device)
 
 
-def _oversampled(train: list[Example], phrasebank_repeat: int) -> list[Example]:
-    if phrasebank_repeat < 1:
-        raise ValueError(f"phrasebank_repeat must be >= 1, got {phrasebank_repeat}")
-    extra = [e for e in train if e.dataset == "phrasebank"] * (phrasebank_repeat - 1)
+def _oversampled(train: list[Example], repeats: dict[str, int]) -> list[Example]:
+    """The training examples, those of each dataset named in ``repeats`` that many times."""
+    extra: list[Example] = []
+    for dataset, repeat in repeats.items():
+        if repeat < 1:
+            raise ValueError(f"{dataset} repeat must be >= 1, got {repeat}")
+        extra.extend([e for e in train if e.dataset == dataset] * (repeat - 1))
     return train + extra
 
 

@@ -33,16 +33,70 @@ def metrics_table(metrics: dict[str, Any], split: str = "test") -> str:
     return "\n".join(rows)
 
 
-def write_model_card(model_dir: Path, metrics: dict[str, Any]) -> None:
+def _training_text(metrics: dict[str, Any]) -> str:
+    """How the weights came about: one training run, or a weight average of two models."""
+    if "averaging" in metrics:
+        return _averaging_text(metrics)
     training = metrics["training"]
     config = metrics["training_config"]
-    splits = metrics["splits"]
     start = (
         f"`{config['init_from']}` (its weights and heads)"
         if config.get("init_from")
         else "fresh heads on the base encoder"
     )
     repeat = config.get("phrasebank_repeat", 1)
+    tweets = config.get("twitter_sentiment_repeat", 1)
+    return f"""Started from {start}; per epoch each PhraseBank sentence seen {repeat}x, each
+Twitter sentiment tweet {tweets}x.
+{training["steps"]} steps, {training["epochs_run"]} epoch(s), best epoch
+{training["best_epoch"]} by mean validation accuracy; batch {config["batch_size"]},
+lr {config["learning_rate"]} (linear warm-up {config["warmup_ratio"]}, linear decay),
+max length {config["max_length"]}, word embeddings frozen: {config["freeze_embeddings"]},
+label smoothing {config.get("label_smoothing", 0.0)}.
+{training["seconds"] / 60:.1f} minutes on {training["hardware"]}.
+Data fingerprint `{metrics["data_fingerprint"][:16]}…`. Reproduce with `finsentry train`."""
+
+
+def _averaging_text(metrics: dict[str, Any]) -> str:
+    averaging = metrics["averaging"]
+    first, second = averaging["sources"]
+    rows = "\n".join(
+        f"| {c['weight']} | "
+        + " | ".join(f"{c['validation_accuracy'].get(name, 0):.4f}" for name in FLOORS)
+        + f" | {c['score']:.4f} |"
+        for c in averaging["candidates"]
+    )
+    sources = "\n".join(
+        f"- `{s['version']}` (weight {s['weight']}): "
+        + (
+            f"from `{s['training_config'].get('init_from') or 'the base encoder'}`, "
+            f"{s['training']['steps']} steps, lr {s['training_config'].get('learning_rate')}, "
+            f"PhraseBank x{s['training_config'].get('phrasebank_repeat', 1)}, "
+            f"Twitter sentiment x{s['training_config'].get('twitter_sentiment_repeat', 1)}, "
+            f"{s['training']['seconds'] / 60:.1f} minutes on {s['training']['hardware']}."
+            if s["training"]
+            else "no training record."
+        )
+        for s in (first, second)
+    )
+    return f"""Weight average ("model soup") of two fine-tunes, `finsentry models average`:
+{averaging["chosen_weight"]} x `{first["version"]}` + {second["weight"]} x `{second["version"]}`.
+The weight was chosen by mean validation accuracy (PhraseBank, Twitter sentiment, Twitter
+topic) among these candidates; the test split was not looked at to choose it.
+
+| weight of {first["version"]} | {" | ".join(f"{name} (val)" for name in FLOORS)} | score |
+| ---: | {" | ".join("---:" for _ in FLOORS)} | ---: |
+{rows}
+
+{sources}
+
+Data fingerprint `{metrics["data_fingerprint"][:16]}…`.
+Reproduce with `finsentry models average`."""
+
+
+def write_model_card(model_dir: Path, metrics: dict[str, Any]) -> None:
+    config = metrics["training_config"]
+    splits = metrics["splits"]
     split_rows = "\n".join(
         f"| {name} | {c['train']} | {c['validation']} | {c['test']} | {c['leaks_removed']} |"
         for name, c in splits.items()
@@ -79,13 +133,7 @@ ECE: 15-bin expected calibration error of the predicted class, before and after
 temperature scaling fitted on validation.
 
 ## Training
-Started from {start}; PhraseBank sentences seen {repeat}x per epoch.
-{training["steps"]} steps, {training["epochs_run"]} epoch(s), best epoch
-{training["best_epoch"]} by mean validation accuracy; batch {config["batch_size"]},
-lr {config["learning_rate"]} (linear warm-up {config["warmup_ratio"]}, linear decay),
-max length {config["max_length"]}, word embeddings frozen: {config["freeze_embeddings"]}.
-{training["seconds"] / 60:.1f} minutes on {training["hardware"]}.
-Data fingerprint `{metrics["data_fingerprint"][:16]}…`. Reproduce with `finsentry train`.
+{_training_text(metrics)}
 
 ## Intended use and limits
 Scoring short English financial news headlines and posts for a monitoring dashboard, where

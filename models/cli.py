@@ -56,9 +56,15 @@ def train_command(
     phrasebank_repeat: Annotated[
         int, typer.Option(min=1, help="Times each PhraseBank sentence is seen per epoch.")
     ] = 1,
+    twitter_sentiment_repeat: Annotated[
+        int, typer.Option(min=1, help="Times each Twitter sentiment tweet is seen per epoch.")
+    ] = 1,
     freeze_embeddings: Annotated[
         bool, typer.Option(help="Keep the word embeddings frozen (faster on CPU).")
     ] = True,
+    label_smoothing: Annotated[
+        float, typer.Option(min=0.0, max=0.5, help="Label smoothing of both losses (0 = none).")
+    ] = 0.0,
     threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 2,
     seed: Annotated[int | None, typer.Option()] = None,
     device: DeviceOption = "auto",
@@ -82,7 +88,9 @@ def train_command(
         batch_size=batch_size,
         learning_rate=learning_rate,
         phrasebank_repeat=phrasebank_repeat,
+        twitter_sentiment_repeat=twitter_sentiment_repeat,
         freeze_embeddings=freeze_embeddings,
+        label_smoothing=label_smoothing,
         threads=threads,
         seed=SEED if seed is None else seed,
         device=device,
@@ -324,6 +332,35 @@ def promote_version(
 
         publish_model_update(get_settings(), version, real_path(row["path"]))
         typer.echo(f"published a model update for {version} on model-updates")
+
+
+@models_app.command("average")
+def average_versions(
+    first: Annotated[Path, typer.Argument(help="finsentry model directory A.")],
+    second: Annotated[Path, typer.Argument(help="finsentry model directory B.")],
+    output: Annotated[Path, typer.Option(help="Model directory to write.")],
+    version: Annotated[str, typer.Option(help="Version name of the averaged model.")],
+    weights: Annotated[
+        str, typer.Option(help="Comma-separated weights of A to try on validation (B gets 1-w).")
+    ] = "0.25,0.5,0.75",
+    threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 2,
+) -> None:
+    """Weight-average two fine-tunes: the weight with the best validation accuracy wins."""
+    _quiet_transformers()
+    import torch
+
+    from models.average import average_models
+
+    try:
+        candidates = [float(w) for w in weights.split(",")]
+    except ValueError as exc:
+        raise typer.BadParameter(f"--weights: not a list of numbers: {weights!r}") from exc
+    if not candidates or any(not 0.0 <= w <= 1.0 for w in candidates):
+        raise typer.BadParameter(f"--weights: every weight must be in [0, 1], got {weights!r}")
+    torch.set_num_threads(threads)
+    result = average_models(first, second, candidates, output, version)
+    _print_table(result.metrics["test"], f"{version} ({result.weight} x A): test")
+    typer.echo(f"wrote {output}; register it with `finsentry models register {output}`")
 
 
 @models_app.command("register")

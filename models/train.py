@@ -75,6 +75,11 @@ class TrainConfig:
     # Each PhraseBank training sentence appears this many times per epoch (the smallest set,
     # and the one furthest below its floor).
     phrasebank_repeat: int = 1
+    # The same for Twitter sentiment, the other sentiment set short of its floor.
+    twitter_sentiment_repeat: int = 1
+    # Share of each target spread evenly over the other classes (0 = plain cross-entropy).
+    # PhraseBank's 50Agree labels are majority votes of annotators who disagreed.
+    label_smoothing: float = 0.0
 
     def as_json(self) -> dict[str, Any]:
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
@@ -118,6 +123,7 @@ def _loss(
     pad_id: int,
     device: torch.device,
     autocast: bool,
+    label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     input_ids, mask = pad(ids, pad_id)
     sentiment = torch.tensor([e.sentiment for e in batch], device=device)
@@ -127,7 +133,9 @@ def _loss(
     loss = torch.zeros((), device=device)
     for logits, labels in ((sentiment_logits, sentiment), (topic_logits, topic)):
         if bool((labels != IGNORE).any()):
-            loss = loss + F.cross_entropy(logits, labels, ignore_index=IGNORE)
+            loss = loss + F.cross_entropy(
+                logits, labels, ignore_index=IGNORE, label_smoothing=label_smoothing
+            )
     return loss
 
 
@@ -151,7 +159,13 @@ def train(
     base = config.base_model or base_encoder_dir()
     if splits is None:
         splits = _limit(build_splits(), config.limit_per_dataset)
-    examples = _oversampled(splits.train, config.phrasebank_repeat)
+    examples = _oversampled(
+        splits.train,
+        {
+            "phrasebank": config.phrasebank_repeat,
+            "twitter_sentiment": config.twitter_sentiment_repeat,
+        },
+    )
     tokenizer = load_tokenizer(config.init_from or base)
     train_ids = tokenizer(
         [clean(e.text) for e in examples], truncation=True, max_length=config.max_length
@@ -230,6 +244,7 @@ def train(
                 tokenizer.pad_token_id,
                 device,
                 autocast,
+                config.label_smoothing,
             )
             torch.autograd.backward(loss)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -255,10 +270,13 @@ def train(
     return _finish(config, splits, state, elapsed_before + time.monotonic() - started, device)
 
 
-def _oversampled(train: list[Example], phrasebank_repeat: int) -> list[Example]:
-    if phrasebank_repeat < 1:
-        raise ValueError(f"phrasebank_repeat must be >= 1, got {phrasebank_repeat}")
-    extra = [e for e in train if e.dataset == "phrasebank"] * (phrasebank_repeat - 1)
+def _oversampled(train: list[Example], repeats: dict[str, int]) -> list[Example]:
+    """The training examples, those of each dataset named in ``repeats`` that many times."""
+    extra: list[Example] = []
+    for dataset, repeat in repeats.items():
+        if repeat < 1:
+            raise ValueError(f"{dataset} repeat must be >= 1, got {repeat}")
+        extra.extend([e for e in train if e.dataset == dataset] * (repeat - 1))
     return train + extra
 
 
@@ -301,7 +319,7 @@ def _end_epoch(
 ) -> None:
     """Validate, keep the best weights so far, and count epochs without a gain."""
     results = evaluate_sets(model, tokenizer, meta, splits.validation)
-    score = float(np.mean([results[name]["accuracy"] for name in SELECTION_SETS]))
+    score = selection_score(results)
     accuracies = {name: round(r["accuracy"], 4) for name, r in results.items()}
     state["history"].append(
         {
@@ -328,15 +346,7 @@ def _finish(
 ) -> TrainResult:
     """Calibrate the best weights on validation, test them, write the model directory."""
     model, tokenizer, meta = load_model(config.output_dir / STATE_DIR / "best")
-    for task, (logits, labels) in collect_logits(model, tokenizer, meta, splits.validation).items():
-        meta.temperatures[task] = round(fit_temperature(logits, labels), 4)
-    metrics = {
-        "version": config.version,
-        "test": evaluate_sets(model, tokenizer, meta, splits.test),
-        "validation": evaluate_sets(model, tokenizer, meta, splits.validation),
-        "temperatures": meta.temperatures,
-        "splits": splits.counts(),
-        "data_fingerprint": data_fingerprint(),
+    record = {
         "training": {
             "seconds": round(seconds, 1),
             "hardware": _hardware(device),
@@ -347,10 +357,43 @@ def _finish(
         },
         "training_config": config.as_json(),
     }
-    save_model(model, tokenizer, meta, config.output_dir)
-    (config.output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    write_model_card(config.output_dir, metrics)
+    metrics = write_calibrated_model(model, tokenizer, meta, splits, config.output_dir, record)
     return TrainResult(config.output_dir, metrics, list(state["losses"]))
+
+
+def write_calibrated_model(
+    model: MultiTaskModel,
+    tokenizer: Any,
+    meta: ModelMeta,
+    splits: Splits,
+    output_dir: Path,
+    record: dict[str, Any],
+) -> dict[str, Any]:
+    """Fit the temperatures on validation, test once, and write the finished model directory.
+
+    ``record`` says how the weights came about (``training``, ``training_config``, and for
+    an averaged model ``averaging``); it goes into metrics.json and the model card.
+    """
+    for task, (logits, labels) in collect_logits(model, tokenizer, meta, splits.validation).items():
+        meta.temperatures[task] = round(fit_temperature(logits, labels), 4)
+    metrics = {
+        "version": meta.version,
+        "test": evaluate_sets(model, tokenizer, meta, splits.test),
+        "validation": evaluate_sets(model, tokenizer, meta, splits.validation),
+        "temperatures": meta.temperatures,
+        "splits": splits.counts(),
+        "data_fingerprint": data_fingerprint(),
+        **record,
+    }
+    save_model(model, tokenizer, meta, output_dir)
+    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_model_card(output_dir, metrics)
+    return metrics
+
+
+def selection_score(results: dict[str, dict[str, Any]]) -> float:
+    """Mean validation accuracy over SELECTION_SETS: what picks an epoch or a mixing weight."""
+    return float(np.mean([results[name]["accuracy"] for name in SELECTION_SETS]))
 
 
 def _hardware(device: torch.device) -> str:

@@ -10,10 +10,11 @@ import pytest
 import torch
 import transformers
 
-from models.data import clean
+from models.data import IGNORE, SENTIMENT_ID, Example, clean
 from models.evaluate import predict_logits
 from models.network import load_model, load_tokenizer, save_model
-from models.train import STATE_DIR, TrainConfig, TrainResult, train
+from models.registry import SHIPPED_DIR
+from models.train import STATE_DIR, TrainConfig, TrainResult, _loss, _oversampled, train
 
 pytestmark = pytest.mark.unit
 TEXTS = [
@@ -88,3 +89,29 @@ def test_resume_continues_an_interrupted_run(tmp_path: Path) -> None:
     resumed = train(_config(tmp_path, epochs=2), resume=True)
     assert resumed.metrics["training"]["steps"] == 18
     assert [h["epoch"] for h in resumed.metrics["training"]["history"]] == [1, 2]
+
+
+def test_label_smoothing_raises_the_loss_of_confident_right_answers() -> None:
+    model, tokenizer, _ = load_model(SHIPPED_DIR)
+    batch = [
+        Example(TEXTS[0], SENTIMENT_ID["positive"], IGNORE, "phrasebank"),
+        Example(TEXTS[1], SENTIMENT_ID["negative"], IGNORE, "twitter_sentiment"),
+    ]
+    ids = tokenizer([clean(e.text) for e in batch])["input_ids"]
+    cpu = torch.device("cpu")
+    with torch.no_grad():
+        plain = _loss(model, batch, ids, tokenizer.pad_token_id, cpu, False)
+        smoothed = _loss(model, batch, ids, tokenizer.pad_token_id, cpu, False, 0.1)
+    assert float(plain) < 0.2 and float(smoothed) > float(plain) + 0.05
+
+
+def test_oversampling_repeats_only_the_named_datasets() -> None:
+    train = [
+        Example("a", 0, IGNORE, "phrasebank"),
+        Example("b", 1, IGNORE, "twitter_sentiment"),
+        Example("c", IGNORE, 3, "twitter_topic"),
+    ]
+    seen = _oversampled(train, {"phrasebank": 3, "twitter_sentiment": 2})
+    assert [e.text for e in seen] == ["a", "b", "c", "a", "a", "b"]
+    with pytest.raises(ValueError, match="twitter_sentiment repeat must be >= 1"):
+        _oversampled(train, {"twitter_sentiment": 0})

@@ -147,8 +147,8 @@ class Settings(BaseSettings):
     # ONNX files exported from a checkpoint (once per checkpoint, keyed by its weights' hash):
     # shared by every data_dir, so test runs and workers with fresh data dirs reuse them.
     model_onnx_cache: Path = Path.home() / ".cache" / "finsentry" / "onnx"
-    # ONNX Runtime threads busy-wait between batches: off, since the worker shares its cores.
-    model_onnx_spin: bool = False
+    # ONNX Runtime threads busy-wait between batches: faster alone, slower on shared cores.
+    model_onnx_spin: bool = True
 
     # Scheduled retraining (models/retrain.py, models/scheduler.py). The cron expression has
     # 5 fields (minute hour day month day-of-week) or 6 (second first); name the weekday

@@ -102,7 +102,7 @@ class Engine:
         chunk_overlap: int = 16,
         warmup: bool = True,
         onnx_cache: Path | None = None,
-        onnx_spin: bool = False,
+        onnx_spin: bool = True,
     ) -> None:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -132,11 +132,11 @@ def quantise_onnx(source: Path, path: Path) -> None:
     )
 
 
-def onnx_forward(path: Path, threads: int, *, spin: bool = False) -> Forward:
+def onnx_forward(path: Path, threads: int, *, spin: bool = True) -> Forward:
     """An ONNX Runtime session on ``path`` as a (input_ids, mask) -> (logits, logits) call.
 
-    ``spin``: idle intra-op threads busy-wait for the next batch. That burns the cores that
-    the worker's event loop, Kafka consumer and store writes need between batches.
+    ``spin``: idle intra-op threads busy-wait for the next batch: a little faster when the
+    engine has the cores to itself, much slower when other work needs them.
     """
     import onnxruntime as ort
 

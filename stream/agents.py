@@ -270,6 +270,9 @@ def register_agents(
             log.info("model swapped: %s -> %s", old.version, new_engine.version)
             await asyncio.to_thread(old.close)  # lets a batch still on the old engine finish
 
+    def tables_recovered() -> bool:
+        return bool(cast(Any, app.tables).recovery.completed.is_set())
+
     @app.timer(LAG_REFRESH_S)
     async def report_lag() -> None:
         """Consumer lag per input partition, and whether the worker is stuck (liveness)."""
@@ -285,8 +288,7 @@ def register_agents(
             if position is not None and highwater is not None:
                 lag = max(0, highwater - position)
                 metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
-        recovering = not cast(Any, app.tables).recovery.completed.is_set()
-        if app.rebalancing or recovering:
+        if app.rebalancing or not tables_recovered():
             watch.restart_clock()
             return
         reason = watch.stalled(high_waters)
@@ -314,7 +316,7 @@ def register_agents(
     @app.page("/ready")
     async def ready(web: Any, request: Any) -> Any:
         """Ready: tables recovered from their changelogs and no rebalance under way."""
-        recovered = cast(Any, app.tables).recovery.completed.is_set()
+        recovered = tables_recovered()
         ok = recovered and not app.rebalancing
         detail = {"recovered": recovered, "rebalancing": bool(app.rebalancing)}
         return web.json({"status": "ok" if ok else "failing", **detail}, status=200 if ok else 503)

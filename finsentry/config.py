@@ -147,8 +147,12 @@ class Settings(BaseSettings):
     # ONNX files exported from a checkpoint (once per checkpoint, keyed by its weights' hash):
     # shared by every data_dir, so test runs and workers with fresh data dirs reuse them.
     model_onnx_cache: Path = Path.home() / ".cache" / "finsentry" / "onnx"
-    # ONNX Runtime threads busy-wait between batches: faster alone, slower on shared cores.
+    # ONNX on CPU: "batches" scores whole batches side by side, one single-threaded lane per
+    # CPU thread; "operators" scores one batch at a time, each operator split over the
+    # threads, whose idle threads busy-wait between batches when model_onnx_spin is set
+    # (faster alone, slower on shared cores). See models/engine.py for the figures.
     model_onnx_spin: bool = True
+    model_onnx_parallelism: Literal["batches", "operators"] = "batches"
 
     # Scheduled retraining (models/retrain.py, models/scheduler.py). The cron expression has
     # 5 fields (minute hour day month day-of-week) or 6 (second first); name the weekday
@@ -197,6 +201,10 @@ class Settings(BaseSettings):
 
     # Stream worker (Faust).
     stream_batch_size: int = Field(default=64, ge=1, le=4096)
+    # How long the worker's producer gathers messages into one request: the scorer's changelog
+    # and scored messages then share requests, which cost the broker and the worker far less
+    # than one each (bench/stream.py); stored results do not wait for it.
+    stream_producer_linger_ms: int = Field(default=20, ge=0, le=1_000)
     stream_batch_within_s: float = Field(default=0.5, gt=0)
     stream_max_message_bytes: int = Field(default=2_000_000, ge=1_000)
     stream_evidence_size: int = Field(default=5, ge=1, le=50)

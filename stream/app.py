@@ -54,6 +54,7 @@ def create_app(settings: Settings) -> faust.App:
         web_port=settings.worker_web_port,
         web_host=settings.worker_web_host,
         producer_acks=-1,
+        producer_linger=settings.stream_producer_linger_ms / 1000,
         consumer_auto_offset_reset="earliest",
     )
 

@@ -4,6 +4,7 @@ torch fp32, keep the engine's batching guarantees, refuse non-CPU devices."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -65,14 +66,36 @@ def test_onnx_int8_stays_close_to_fp32(engine: Engine, onnx_int8: Engine) -> Non
     assert all(q["model_version"] == onnx_int8.version for q in quantised)
 
 
-def test_spinning_threads_change_no_result(cache: Path, onnx_int8: Engine) -> None:
-    """model_onnx_spin only changes how idle threads wait, never what they compute."""
-    with Engine(
-        SHIPPED_DIR, device="cpu", backend="onnx-int8", onnx_cache=cache, onnx_spin=False
-    ) as still:
-        assert np.array_equal(
-            _stack(still.probabilities(TEXTS)), _stack(onnx_int8.probabilities(TEXTS))
-        )
+def test_parallelism_and_spinning_change_no_result(cache: Path) -> None:
+    """Lanes (batches side by side) or one batch split over the threads, spinning or not:
+    how the work is spread never changes what it computes. Batches of 2, so a call has
+    several for the lanes to share."""
+    results = []
+    for parallelism, spin in (("batches", True), ("operators", True), ("operators", False)):
+        with Engine(
+            SHIPPED_DIR,
+            device="cpu",
+            backend="onnx-int8",
+            batch_size=2,
+            onnx_cache=cache,
+            onnx_spin=spin,
+            onnx_parallelism=parallelism,  # type: ignore[arg-type]
+        ) as engine:
+            results.append(_stack(engine.probabilities(TEXTS)))
+    assert np.abs(results[0] - results[1]).max() < 1e-6
+    assert np.array_equal(results[1], results[2])
+
+
+def test_concurrent_calls_get_their_own_results(onnx_int8: Engine) -> None:
+    """Calls from several threads at once (the engine serves one per lane, tokenising under a
+    lock) return what each would get alone, in its own order."""
+    calls = [TEXTS[i:] + TEXTS[:i] for i in range(8)]
+    alone = [onnx_int8.classify(texts) for texts in calls]
+    with ThreadPoolExecutor(4) as callers:
+        together = list(callers.map(onnx_int8.classify, calls))
+    for one, other in zip(alone, together, strict=True):
+        assert [v["sentiment"] for v in one] == [v["sentiment"] for v in other]
+        assert all(abs(a["score"] - b["score"]) < 1e-6 for a, b in zip(one, other, strict=True))
 
 
 def test_export_is_cached_per_checkpoint(cache: Path, onnx_int8: Engine) -> None:

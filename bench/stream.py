@@ -4,7 +4,7 @@ Starts its own broker and worker (on free ports, under a temp dir), then on the 
 1. engine: posts/s of ``Engine.classify`` in batches of ``stream_batch_size``, on the very
    texts the worker scores (each title carries its run's mark, so dedup lets it through);
 2. stream: posts/s from producing N posts to all N stored (validate, dedup, score, store),
-   after ``--warmup-posts`` through the same pipeline (the broker's JIT warms up);
+   after ``--warmup-posts`` through the same pipeline (start-up costs stay out);
 3. latency: received_at -> stored_at p50/p95/p99 at an offered load of half of (2).
 (1) runs before and after (2) and the ratio is against their mean, so a load that drifts
 during the run (a shared machine) biases it less. Posts are keyed as ingest keys them.
@@ -156,8 +156,8 @@ def main() -> None:
         "--warmup-posts",
         type=int,
         default=2000,
-        help="posts through the pipeline before measuring: the broker's JIT compiler was "
-        "still busy after 1,500 (a third of the broker's CPU)",
+        help="posts through the pipeline before measuring, so start-up costs (the broker's "
+        "JIT compiler, first batches) stay out of the figures",
     )
     args = parser.parse_args()
     if args.posts < 1 or args.warmup_posts < 0:

@@ -44,7 +44,7 @@ from stream.windows import observations_from_json, observations_to_json
 log = logging.getLogger(__name__)
 
 LAG_REFRESH_S = 5.0  # how often the consumer-lag gauges are refreshed
-SCORED_AHEAD = 2  # batches scored at once while an earlier one is stored (one per lane)
+SCORED_AHEAD = 2  # scoring batches queued behind the one being stored (the engine has 2 lanes)
 
 
 class Scorer(Protocol):
@@ -217,8 +217,10 @@ def register_agents(
                 await stream.ack(event)
 
     async def run_scorer(stream: Any, queue: asyncio.Queue[tuple[Admitted, Any]]) -> None:
-        """Up to SCORED_AHEAD batches are scored while the one before them is stored, so the
-        engine's lanes (models/engine.py) are fed while the loop publishes and stores."""
+        """Each batch starts scoring as it is taken, and queues for the storer, which takes
+        them in input order: while one is stored, up to SCORED_AHEAD wait behind it (and one
+        more is taken), so the engine's lanes (models/engine.py) stay fed while the loop
+        publishes and stores. Bounded, so unacknowledged input stays bounded too."""
         scoring: asyncio.Queue[tuple[list[Any], asyncio.Future[list[ScoredPost]]]]
         scoring = asyncio.Queue(SCORED_AHEAD)
         stages = [
@@ -227,8 +229,6 @@ def register_agents(
         ]
         try:
             await asyncio.gather(*stages)
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:  # the loop feeding the queue cannot see this: stop the worker
             log.exception("scoring failed; stopping the worker")
             await app.crash(exc)

@@ -44,7 +44,6 @@ from stream.windows import observations_from_json, observations_to_json
 log = logging.getLogger(__name__)
 
 LAG_REFRESH_S = 5.0  # how often the consumer-lag gauges are refreshed
-SCORED_AHEAD = 2  # scoring batches queued behind the one being stored (the engine has 2 lanes)
 
 
 class Scorer(Protocol):
@@ -189,56 +188,20 @@ def register_agents(
         # the upsert makes that harmless. No hop through ``scored``: it is for others.
         await ctx.sink.write_posts(scored)
 
-    async def score_batches(
-        queue: asyncio.Queue[tuple[Admitted, Any]],
-        scoring: asyncio.Queue[tuple[list[Any], asyncio.Future[list[ScoredPost]]]],
-    ) -> None:
-        """Batches off the queue, in input order, each scored while earlier ones still are."""
-        while True:
-            batch = await next_batch(
-                queue, settings.stream_batch_size, settings.stream_batch_within_s
-            )
-            posts = [admitted for admitted, _ in batch]
-            item = ([event for _, event in batch], asyncio.ensure_future(score_batch(posts)))
-            try:
-                await scoring.put(item)
-            except asyncio.CancelledError:
-                item[1].cancel()
-                raise
-
-    async def store_batches(
-        stream: Any, scoring: asyncio.Queue[tuple[list[Any], asyncio.Future[list[ScoredPost]]]]
-    ) -> None:
-        """Scored batches stored in input order; each input acknowledged once stored."""
-        while True:
-            events, task = await scoring.get()
-            await publish(await task)
-            for event in events:
-                await stream.ack(event)
-
-    async def run_scorer(stream: Any, queue: asyncio.Queue[tuple[Admitted, Any]]) -> None:
-        """Each batch starts scoring as it is taken, and queues for the storer, which takes
-        them in input order: while one is stored, up to SCORED_AHEAD wait behind it (and one
-        more is taken), so the engine's lanes (models/engine.py) stay fed while the loop
-        publishes and stores. Bounded, so unacknowledged input stays bounded too."""
-        scoring: asyncio.Queue[tuple[list[Any], asyncio.Future[list[ScoredPost]]]]
-        scoring = asyncio.Queue(SCORED_AHEAD)
-        stages = [
-            asyncio.ensure_future(score_batches(queue, scoring)),
-            asyncio.ensure_future(store_batches(stream, scoring)),
-        ]
+    async def score_batches(stream: Any, queue: asyncio.Queue[tuple[Admitted, Any]]) -> None:
+        """Batches off the queue, in input order; each input acknowledged once stored."""
         try:
-            await asyncio.gather(*stages)
+            while True:
+                batch = await next_batch(
+                    queue, settings.stream_batch_size, settings.stream_batch_within_s
+                )
+                await publish(await score_batch([admitted for admitted, _ in batch]))
+                for _, event in batch:
+                    await stream.ack(event)
         except Exception as exc:  # the loop feeding the queue cannot see this: stop the worker
             log.exception("scoring failed; stopping the worker")
             await app.crash(exc)
             raise
-        finally:
-            for stage in stages:
-                stage.cancel()
-            while not scoring.empty():  # what was not stored stays unacknowledged
-                scoring.get_nowait()[1].cancel()
-            await asyncio.gather(*stages, return_exceptions=True)
 
     @app.agent(topics.intake)
     async def score(stream: Any) -> None:
@@ -250,7 +213,7 @@ def register_agents(
         manual = stream.noack()
         manual.add_processor(admit)
         queue: asyncio.Queue[tuple[Admitted, Any]] = asyncio.Queue(2 * settings.stream_batch_size)
-        scorer = asyncio.ensure_future(run_scorer(manual, queue))
+        scorer = asyncio.ensure_future(score_batches(manual, queue))
         try:
             async for admitted in manual:
                 await queue.put((admitted, manual.current_event))

@@ -62,6 +62,11 @@ def headlines(limit: int) -> list[str]:
     return titles[:limit]
 
 
+def cycled(texts: list[str], n: int) -> list[str]:
+    """``n`` texts, repeating ``texts`` as often as needed."""
+    return (texts * (n // len(texts) + 1))[:n]
+
+
 def make_posts(texts: list[str], run: str) -> list[Post]:
     """Titles differ per run and index, so dedup lets every post through."""
     return [
@@ -108,7 +113,8 @@ class EngineRun:
 
 def engine_run(settings: Settings, texts: list[str]) -> EngineRun:
     """The engine alone on ``texts`` in batches of ``stream_batch_size``, as many calls at
-    once as it serves (its lanes), so it runs at its best, as the worker's scorer feeds it."""
+    once as it serves (its lanes), so it runs at its best (the worker's scorer sends it one
+    batch at a time)."""
     size = settings.stream_batch_size
     batches = [texts[start : start + size] for start in range(0, len(texts), size)]
     with load_engine(settings) as engine, ThreadPoolExecutor(engine.lanes) as callers:
@@ -185,7 +191,7 @@ def run(broker: LocalKafka, work: Path, n_posts: int, latency_seconds: float, n_
         store_url=f"sqlite:///{work / 'store.db'}",
     )
     texts = headlines(n_posts)
-    warm_texts = (texts * (n_warm // len(texts) + 1))[:n_warm]
+    warm_texts = cycled(texts, n_warm)
     full = make_posts(texts, "full")
     scored_texts = [post.text for post in full]  # what the worker scores, run marks included
     before = engine_run(settings, scored_texts)
@@ -210,7 +216,7 @@ def run(broker: LocalKafka, work: Path, n_posts: int, latency_seconds: float, n_
 
         offered = stream_rate / 2
         count = max(50, int(offered * latency_seconds))
-        paced = make_posts((texts * (count // len(texts) + 1))[:count], "paced")
+        paced = make_posts(cycled(texts, count), "paced")
         send(producer, settings, paced, offered)
         wait_until(lambda: stored(store, "paced") == count, 600, "paced posts stored")
         lat = latencies(store, "paced")

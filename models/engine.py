@@ -112,7 +112,7 @@ class Engine:
     """A resident multi-task model with a batched, order-keeping, thread-safe API."""
 
     lanes = 1  # batches scored at once, and calls served at once
-    _lanes: ThreadPoolExecutor | None = None  # runs a call's batches side by side (ONNX)
+    _lane_pool: ThreadPoolExecutor | None = None  # runs a call's batches side by side (ONNX)
 
     def __init__(
         self,
@@ -140,7 +140,9 @@ class Engine:
             self.lanes = threads if onnx_parallelism == "batches" else 1
             self._forward = onnx_forward(path, threads // self.lanes, spin=onnx_spin)
             if self.lanes > 1:
-                self._lanes = ThreadPoolExecutor(self.lanes, thread_name_prefix="finsentry-lane")
+                self._lane_pool = ThreadPoolExecutor(
+                    self.lanes, thread_name_prefix="finsentry-lane"
+                )
             self.tokenizer, self.meta = load_tokenizer(model_dir), read_meta(model_dir)
         else:
             dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.backend, torch.float32)
@@ -173,8 +175,8 @@ class Engine:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
-        if self._lanes is not None:
-            self._lanes.shutdown(wait=True)
+        if self._lane_pool is not None:
+            self._lane_pool.shutdown(wait=True)
 
     def __enter__(self) -> Engine:
         return self
@@ -208,10 +210,10 @@ class Engine:
         batches = list(sorted_batches(lengths, self.batch_size, budget))
         padded = [pad([chunks[i] for i in batch], self.tokenizer.pad_token_id) for batch in batches]
         arrays = [(input_ids.numpy(), mask.numpy()) for input_ids, mask in padded]
-        if self._lanes is None:
+        if self._lane_pool is None:
             logits = [self._forward(*pair) for pair in arrays]
         else:
-            logits = list(self._lanes.map(lambda pair: self._forward(*pair), arrays))
+            logits = list(self._lane_pool.map(lambda pair: self._forward(*pair), arrays))
         for batch, (sentiment, topic) in zip(batches, logits, strict=True):
             sentiment_logits[batch], topic_logits[batch] = sentiment, topic
         return (

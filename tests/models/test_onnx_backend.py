@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.engine import Engine, pick_backend
+from models.engine import Engine, OnnxParallelism, pick_backend
 from models.onnx_runtime import FORMAT, checkpoint_digest, onnx_file
 from models.registry import SHIPPED_DIR
 from tests.models.test_engine import TEXTS as ENGINE_TEXTS
@@ -71,7 +71,12 @@ def test_parallelism_and_spinning_change_no_result(cache: Path) -> None:
     how the work is spread never changes what it computes. Batches of 2, so a call has
     several for the lanes to share."""
     results = []
-    for parallelism, spin in (("batches", True), ("operators", True), ("operators", False)):
+    setups: tuple[tuple[OnnxParallelism, bool], ...] = (
+        ("batches", True),
+        ("operators", True),
+        ("operators", False),
+    )
+    for parallelism, spin in setups:
         with Engine(
             SHIPPED_DIR,
             device="cpu",
@@ -79,7 +84,7 @@ def test_parallelism_and_spinning_change_no_result(cache: Path) -> None:
             batch_size=2,
             onnx_cache=cache,
             onnx_spin=spin,
-            onnx_parallelism=parallelism,  # type: ignore[arg-type]
+            onnx_parallelism=parallelism,
         ) as engine:
             results.append(_stack(engine.probabilities(TEXTS)))
     assert np.abs(results[0] - results[1]).max() < 1e-6

@@ -23,6 +23,7 @@ from finsentry.schema import DeadLetter, ModelUpdate, Post
 from finsentry.store import Store, signal_points
 from finsentry.text import fingerprint
 from stream.app import app_id
+from stream.dedup import Deduplicator
 from stream.process import WorkerProcess
 from tests.support import wait_until
 
@@ -190,6 +191,59 @@ def test_a_post_that_fails_admission_is_dead_lettered_as_unprocessable(
     assert letter.reason == "unprocessable" and "TypeError" in letter.error
     assert Post.from_json(base64.b64decode(letter.raw_base64)).id == victim.id
     assert set(stored_ids(settings)) == {p.id for p in posts} - {victim.id}
+
+
+def test_inputs_with_nothing_to_score_are_not_acknowledged_ahead_of_waiting_posts(
+    kafka_settings: Settings, tmp_path: Path, run_worker: list[WorkerProcess]
+) -> None:
+    """A duplicate or a dead letter is done with at once, while the post before it waits
+    for its batch. Faust commits past acknowledged offsets if the first of them is at most
+    one beyond the committed offset: acknowledged at once, the duplicate right after a
+    waiting post let a commit pass that post, and a crash then lost it."""
+    settings = worker_settings(kafka_settings, tmp_path)
+    first, waiting, after = (make_post(n, t, minutes=n) for n, t in enumerate(unique_headlines(3)))
+    start(settings, run_worker, FINSENTRY_STREAM_BATCH_WITHIN_S="15")
+    send_keyed(settings, [first])
+    wait_until(lambda: committed_offset(settings, "posts") == 1, 120, "the first post committed")
+
+    # The duplicate and the garbage right behind the waiting post, at offsets 2 and 3.
+    send_keyed(settings, [waiting, first, b"{not json", after])
+
+    def every_input_committed() -> bool:
+        committed = committed_offset(settings, "posts")
+        stored = stored_ids(settings)  # read after: stored posts only ever grow
+        assert committed <= 1 or waiting.id in stored, (
+            f"offsets below {committed} committed before {waiting.id}, at offset 1, was stored"
+        )
+        return committed == 5
+
+    wait_until(every_input_committed, 120, "every input committed")
+    assert set(stored_ids(settings)) == {first.id, waiting.id, after.id}
+
+
+def send_keyed(settings: Settings, values: list[Post | bytes]) -> None:
+    """Posts keyed by their fingerprint, as ingest keys them, so they are scored off posts."""
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    try:
+        for value in values:
+            if isinstance(value, Post):
+                key, value = Deduplicator.routing_key(value).encode(), value.to_json()
+            else:
+                key = b"garbage"
+            producer.send(settings.topic("posts"), key=key, value=value).get(timeout=30)
+    finally:
+        producer.close()
+
+
+def committed_offset(settings: Settings, topic: str) -> int:
+    """The worker group's committed offset on the topic's only partition (0 before any)."""
+    group = app_id(settings)
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    try:
+        offsets = admin.list_group_offsets({group: None}).get(group, {})
+    finally:
+        admin.close()
+    return sum(meta.offset for tp, meta in offsets.items() if tp.topic == settings.topic(topic))
 
 
 def produce_raw(settings: Settings, topic: str, key: bytes, value: bytes) -> None:

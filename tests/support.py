@@ -9,7 +9,7 @@ from typing import Any
 from finsentry.config import Settings
 from finsentry.runtime import free_port, wait_until
 
-__all__ = ["free_port", "process_alive", "read_to_end", "wait_until"]
+__all__ = ["committed_total", "free_port", "process_alive", "read_to_end", "wait_until"]
 
 
 def process_alive(pid: int) -> bool:
@@ -19,6 +19,19 @@ def process_alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state != "Z"
+
+
+def committed_total(settings: Settings, group: str, name: str) -> int:
+    """A consumer group's committed offsets on a topic, summed over its partitions (0 before
+    any commit)."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    try:
+        offsets = admin.list_group_offsets({group: None}).get(group, {})
+    finally:
+        admin.close()
+    return sum(meta.offset for tp, meta in offsets.items() if tp.topic == settings.topic(name))
 
 
 def read_to_end(settings: Settings, name: str, *, timeout_s: float = 60.0) -> list[Any]:

@@ -25,6 +25,7 @@ from finsentry.schema import Alert
 from finsentry.store import Store
 from tests.alerts.alerts_factories import make_alert
 from tests.alerts.alerts_peers import FakeSlack
+from tests.support import committed_total as group_committed_total
 from tests.support import free_port, wait_until
 
 pytestmark = pytest.mark.integration
@@ -96,15 +97,7 @@ def produce(settings: Settings, *payloads: bytes) -> None:
 
 
 def committed_total(settings: Settings, group: str | None = None) -> int:
-    from kafka import KafkaAdminClient
-
-    group_id = group or settings.alerts_consumer_group
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    try:
-        offsets = admin.list_group_offsets({group_id: None}).get(group_id, {})
-    finally:
-        admin.close()
-    return sum(meta.offset for tp, meta in offsets.items() if tp.topic == settings.topic("alerts"))
+    return group_committed_total(settings, group or settings.alerts_consumer_group, "alerts")
 
 
 def statuses(settings: Settings, alerts: list[Alert]) -> list[str | None]:

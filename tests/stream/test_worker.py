@@ -25,7 +25,7 @@ from finsentry.text import fingerprint
 from stream.app import app_id
 from stream.dedup import Deduplicator
 from stream.process import WorkerProcess
-from tests.support import wait_until
+from tests.support import committed_total, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -208,13 +208,17 @@ def test_inputs_with_nothing_to_score_are_not_acknowledged_ahead_of_waiting_post
     first, waiting, after = (make_post(n, t, minutes=n) for n, t in enumerate(unique_headlines(3)))
     start(settings, run_worker, FINSENTRY_STREAM_BATCH_WITHIN_S="15")
     send_keyed(settings, [first])
-    wait_until(lambda: committed_offset(settings, "posts") == 1, 120, "the first post committed")
+    wait_until(
+        lambda: committed_total(settings, app_id(settings), "posts") == 1,
+        120,
+        "the first post committed",
+    )
 
     # The duplicate and the garbage right behind the waiting post, at offsets 2 and 3.
     send_keyed(settings, [waiting, first, b"{not json", after])
 
     def every_input_committed() -> bool:
-        committed = committed_offset(settings, "posts")
+        committed = committed_total(settings, app_id(settings), "posts")
         stored = stored_ids(settings)  # read after: stored posts only ever grow
         assert committed <= 1 or waiting.id in stored, (
             f"offsets below {committed} committed before {waiting.id}, at offset 1, was stored"
@@ -237,17 +241,6 @@ def send_keyed(settings: Settings, values: list[Post | bytes]) -> None:
             producer.send(settings.topic("posts"), key=key, value=value).get(timeout=30)
     finally:
         producer.close()
-
-
-def committed_offset(settings: Settings, topic: str) -> int:
-    """The worker group's committed offset on the topic's only partition (0 before any)."""
-    group = app_id(settings)
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    try:
-        offsets = admin.list_group_offsets({group: None}).get(group, {})
-    finally:
-        admin.close()
-    return sum(meta.offset for tp, meta in offsets.items() if tp.topic == settings.topic(topic))
 
 
 def produce_raw(settings: Settings, topic: str, key: bytes, value: bytes) -> None:

@@ -6,6 +6,9 @@ posts not keyed by their fingerprint ─► valid-posts ─► dedup, score as a
 signal-input ─windows + spikes─► signals, alerts, store
 model-updates ─► hot swap of the engine between two batches.
 Table writes happen per event, in the stream's processor (faust-streaming issue #497).
+Every input of the scorer is acknowledged in input order, those with nothing to score too
+(see ``score``): Faust's commit checks only loosely that nothing is missing before the
+offsets acknowledged since the last one.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ from pathlib import Path
 from typing import Any, NamedTuple, Protocol, cast
 
 import faust
-from faust.exceptions import Skip
 from faust.streams import current_event
 
 from finsentry.config import Settings
@@ -105,18 +107,19 @@ def register_agents(
             and consumer.key_partition(valid_topic, key) == message.partition
         )
 
-    async def admit(raw: bytes) -> Admitted:
-        """Per event, before the scorer's batch: validate, route, dedup, or skip the event.
+    async def admit(raw: bytes) -> Admitted | None:
+        """Per event, before the scorer's batch: validate, route, dedup; None: nothing to score.
 
         Posts keyed by their fingerprint (as ingest keys them) are deduplicated where they
         arrive; others are re-keyed through valid-posts first, so every copy of a story meets
         the same deduplicator. This runs as a stream processor, where the current event is
         set, so the dedup table can be written per event (faust-streaming issue #497).
 
-        Nothing may escape it but Skip: an exception raised in a processor ends the stream's
-        background reader without a word, and the worker then idles forever. So a failure
-        becomes a dead letter ("unprocessable"), and one that cannot even be dead-lettered
-        crashes the worker, whose supervisor restarts it.
+        Nothing may escape it: an exception raised in a processor ends the stream's background
+        reader without a word, and the worker then idles forever. So a failure becomes a dead
+        letter ("unprocessable"), and one that cannot even be dead-lettered crashes the
+        worker, whose supervisor restarts it. Nor does it raise Skip: Faust acknowledges a
+        skipped event at once, ahead of the posts still waiting for their batch.
         """
         event = current_event()
         assert event is not None, "processors run inside stream iteration"
@@ -124,8 +127,6 @@ def register_agents(
         watch.saw(message.topic, message.partition, message.offset)
         try:
             return await admit_message(message, raw)
-        except Skip:
-            raise
         except Exception as exc:
             log.exception(
                 "cannot admit %s[%d]@%d", message.topic, message.partition, message.offset
@@ -142,9 +143,9 @@ def register_agents(
                 await dead_letter(letter)
             except Exception as send_error:
                 await app.crash(send_error)
-            raise Skip() from exc
+            return None
 
-    async def admit_message(message: Any, raw: bytes) -> Admitted:
+    async def admit_message(message: Any, raw: bytes) -> Admitted | None:
         if message.topic == posts_topic:
             metrics.posts_in.inc()
         result = parse_post(  # valid-posts is validated again: any producer can write to it
@@ -156,18 +157,18 @@ def register_agents(
         )
         if isinstance(result, DeadLetter):
             await dead_letter(result)
-            raise Skip()
+            return None
         post = result
         if message.topic == posts_topic:
             key = Deduplicator.routing_key(post).encode()
             if not keyed_for_dedup(message, key):
                 await topics.valid.send(key=key, value=raw)
-                raise Skip()
+                return None
         origin = origin_of(message)
         verdict = deduplicator.check(post, origin)
         if verdict.duplicate_of is not None:
             metrics.duplicates.labels(verdict.duplicate_of).inc()
-            raise Skip()
+            return None
         return Admitted(post, message.topic, message.partition, message.offset)
 
     async def score_batch(batch: list[Admitted]) -> list[ScoredPost]:
@@ -188,14 +189,16 @@ def register_agents(
         # the upsert makes that harmless. No hop through ``scored``: it is for others.
         await ctx.sink.write_posts(scored)
 
-    async def score_batches(stream: Any, queue: asyncio.Queue[tuple[Admitted, Any]]) -> None:
+    async def score_batches(stream: Any, queue: asyncio.Queue[tuple[Admitted | None, Any]]) -> None:
         """Batches off the queue, in input order; each input acknowledged once stored."""
         try:
             while True:
                 batch = await next_batch(
                     queue, settings.stream_batch_size, settings.stream_batch_within_s
                 )
-                await publish(await score_batch([admitted for admitted, _ in batch]))
+                admitted = [item for item, _ in batch if item is not None]
+                if admitted:
+                    await publish(await score_batch(admitted))
                 for _, event in batch:
                     await stream.ack(event)
         except Exception as exc:  # the loop feeding the queue cannot see this: stop the worker
@@ -207,12 +210,17 @@ def register_agents(
     async def score(stream: Any) -> None:
         """Admits each event (a processor, so table writes see it); a task scores the batches.
 
-        Acknowledged by hand (``noack``): an input is acknowledged only once its batch is
-        stored, while duplicates and dead letters, skipped, are acknowledged at once.
+        Acknowledged by hand (``noack``), in input order: an input is acknowledged once its
+        batch is stored, and one with nothing to score (a duplicate, a dead letter, a post
+        re-keyed to valid-posts) only after the inputs before it. Faust (0.15.3) commits the
+        run of acknowledged offsets that starts at most one past the committed offset: a
+        duplicate acknowledged at once, right after a post waiting for its batch, let a
+        commit pass that post, which a crash then lost (tests/stream/test_worker.py).
         """
         manual = stream.noack()
         manual.add_processor(admit)
-        queue: asyncio.Queue[tuple[Admitted, Any]] = asyncio.Queue(2 * settings.stream_batch_size)
+        queue: asyncio.Queue[tuple[Admitted | None, Any]]
+        queue = asyncio.Queue(2 * settings.stream_batch_size)
         scorer = asyncio.ensure_future(score_batches(manual, queue))
         try:
             async for admitted in manual:

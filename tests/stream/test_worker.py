@@ -194,10 +194,6 @@ def test_a_post_that_fails_admission_is_dead_lettered_as_unprocessable(
     assert set(stored_ids(settings)) == {p.id for p in posts} - {victim.id}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: skipped inputs are acknowledged at once (see README, The stream worker)",
-)
 def test_inputs_with_nothing_to_score_are_not_acknowledged_ahead_of_waiting_posts(
     kafka_settings: Settings, tmp_path: Path, run_worker: list[WorkerProcess]
 ) -> None:

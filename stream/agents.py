@@ -32,7 +32,7 @@ from finsentry.schema import (
     SchemaError,
     ScoredPost,
 )
-from stream.app import StreamTables, StreamTopics
+from stream.app import StreamTables, StreamTopics, committed_offsets, input_topic_names
 from stream.batching import next_batch
 from stream.dedup import Deduplicator
 from stream.liveness import StallWatch
@@ -91,6 +91,7 @@ def register_agents(
     valid_topic = topics.valid.get_topic_name()
     deduplicator = Deduplicator(tables.seen, settings.dedup_horizon_s)
     watch = StallWatch(settings.worker_stall_timeout_s)
+    input_topics = input_topic_names(topics)
     stalled_because: str | None = None  # why the stream is stuck, for /health
 
     def keyed_for_dedup(message: Any, key: bytes) -> bool:
@@ -286,25 +287,46 @@ def register_agents(
         """Consumer lag per input partition, and whether the worker is stuck (liveness)."""
         nonlocal stalled_because
         consumer = app.consumer
-        high_waters: dict[tuple[str, int], int | None] = {}
-        for tp in consumer.assignment():
-            if not tp.topic.startswith(settings.kafka_topic_prefix):
-                continue  # Faust's own changelog and assignor topics
+        inputs = [tp for tp in consumer.assignment() if tp.topic in input_topics]
+        for tp in inputs:
             position = await consumer.position(tp)
             highwater = consumer.highwater(tp)
-            high_waters[(tp.topic, tp.partition)] = highwater
             if position is not None and highwater is not None:
                 lag = max(0, highwater - position)
                 metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
         if app.rebalancing or not tables_recovered():
-            watch.restart_clock()
+            watch.rebalanced()
             return
-        reason = watch.stalled(high_waters)
+        if not watch.due():
+            reason = None
+        else:
+            try:
+                reason = await stall_reason(inputs)
+            except Exception:  # the broker is unreachable: that is not the worker's stall
+                log.warning("cannot judge whether the worker is stuck", exc_info=True)
+                return
         if reason and stalled_because is None:
             log.error("worker stalled: %s; /health now fails", reason)
         elif reason is None and stalled_because is not None:
             log.info("worker flowing again")
         stalled_because = reason
+
+    async def stall_reason(inputs: list[Any]) -> str | None:
+        """Asks the broker, not the fetcher (which may never have read a partition): the
+        end offsets, and where the stream resumes on partitions it has seen nothing on."""
+        consumer = app.consumer
+        unplaced = set(watch.unplaced((tp.topic, tp.partition) for tp in inputs))
+        if unplaced:
+            resume = await committed_offsets(settings, sorted(unplaced))
+            never_committed = [
+                tp for tp in inputs if (tp.topic, tp.partition) in unplaced - resume.keys()
+            ]
+            if never_committed:  # read from the start (consumer_auto_offset_reset="earliest")
+                earliest = await consumer.earliest_offsets(*never_committed)
+                resume |= {(tp.topic, tp.partition): offset for tp, offset in earliest.items()}
+            watch.resume_from(resume)
+        ends = await consumer.highwaters(*inputs) if inputs else {}
+        return watch.stalled({(tp.topic, tp.partition): end for tp, end in ends.items()})
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:

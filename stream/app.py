@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import faust
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import TopicPartition
 
 from finsentry.config import Settings
 
@@ -79,6 +82,23 @@ def hold_fetching_until_seeked(app: faust.App) -> None:
         app.consumer.stop_flow()
 
 
+async def committed_offsets(
+    settings: Settings, partitions: Sequence[tuple[str, int]]
+) -> dict[tuple[str, int], int]:
+    """The worker's consumer group's committed offsets (the next offset to read) on
+    ``partitions``; a partition the group never committed on is left out. Asks the broker,
+    not the worker's consumer: this is for judging that consumer."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        found = await admin.list_consumer_group_offsets(
+            app_id(settings), partitions=[TopicPartition(t, p) for t, p in partitions]
+        )
+    finally:
+        await admin.close()
+    return {(tp.topic, tp.partition): meta.offset for tp, meta in found.items() if meta.offset >= 0}
+
+
 def declare_topics(app: faust.App, settings: Settings) -> StreamTopics:
     """Values are raw bytes: finsentry.schema validates them, so bad input can be dead-lettered."""
 
@@ -110,6 +130,14 @@ def declare_topics(app: faust.App, settings: Settings) -> StreamTopics:
         alerts=topic("alerts"),
         deadletter=topic("deadletter"),
         model_updates=topic("model-updates"),
+    )
+
+
+def input_topic_names(topics: StreamTopics) -> frozenset[str]:
+    """The topics the agents read (not Faust's changelog or assignor topics)."""
+    return frozenset(
+        channel.get_topic_name()
+        for channel in (topics.posts, topics.valid, topics.signal_input, topics.model_updates)
     )
 
 

@@ -44,25 +44,56 @@ def test_fresh_input_restarts_the_clock() -> None:
     assert watch.stalled({("posts", 0): 500, ("valid-posts", 1): 6}) is None
 
 
-def test_a_rebalance_restarts_the_clock() -> None:
+def test_a_rebalance_restarts_the_clock_and_forgets_where_the_stream_stood() -> None:
     clock = Clock()
     watch = StallWatch(30, clock)
     watch.saw("posts", 0, 10)
     clock.now += 40
-    watch.restart_clock()
+    watch.rebalanced()
     clock.now += 10
+    assert not watch.due()
     assert watch.stalled({("posts", 0): 500}) is None
+    assert watch.unplaced([("posts", 0)]) == [("posts", 0)]
 
 
-def test_partitions_never_seen_are_not_judged() -> None:
-    """Where a new stream starts reading is not known here, so no guess is made."""
+def test_partitions_seen_on_need_no_resume_offset() -> None:
+    watch = StallWatch(30, Clock())
+    watch.saw("posts", 1, 0)
+    assert watch.unplaced([("posts", 1), ("posts", 0), ("valid-posts", 0)]) == [
+        ("posts", 0),
+        ("valid-posts", 0),
+    ]
+
+
+def test_partitions_whose_place_is_unknown_are_not_judged() -> None:
     clock = Clock()
     watch = StallWatch(30, clock)
     clock.now += 100
+    assert watch.due()
     assert watch.stalled({("posts", 0): 500}) is None
     watch.saw("posts", 1, 0)
     clock.now += 100
     assert watch.stalled({("posts", 0): 500, ("posts", 1): 1}) is None
+
+
+def test_a_stream_that_never_resumed_is_judged_from_its_committed_offset() -> None:
+    """A restarted worker whose stream gets nothing, while its input waits, is stuck."""
+    clock = Clock()
+    watch = StallWatch(30, clock)
+    watch.rebalanced()
+    clock.now += 31
+    watch.resume_from({("posts", 0): 120, ("posts", 1): 40})
+    reason = watch.stalled({("posts", 0): 200, ("posts", 1): 40})
+    assert reason == "no input reached the stream for 31s while 80 messages wait on posts[0]"
+
+
+def test_the_resume_offset_never_overrides_what_the_stream_saw() -> None:
+    clock = Clock()
+    watch = StallWatch(30, clock)
+    watch.saw("posts", 0, 199)
+    clock.now += 31
+    watch.resume_from({("posts", 0): 120})
+    assert watch.stalled({("posts", 0): 200}) is None
 
 
 def test_the_timeout_must_be_positive() -> None:

@@ -500,6 +500,53 @@ def test_a_stuck_worker_fails_its_health_check_until_it_flows_again(
     assert "worker stalled: no input reached the stream" in worker.tail(400)
 
 
+NEVER_RESUMED = """\
+from faust.tables.recovery import Recovery
+
+_on_recovery_completed = Recovery.on_recovery_completed
+
+
+async def on_recovery_completed(self, generation_id=0):
+    await _on_recovery_completed(self, generation_id)
+    self.app.consumer.stop_flow()
+
+
+Recovery.on_recovery_completed = on_recovery_completed
+"""
+
+
+def test_a_restarted_worker_whose_stream_never_resumes_fails_its_health_check(
+    kafka_settings: Settings, tmp_path: Path, run_worker: list[WorkerProcess]
+) -> None:
+    """Input waits on a partition the restarted stream has seen nothing on: judged from the
+    group's committed offset (stream/liveness.py), so the worker is not taken for idle. Its
+    fetcher is held after the recovery (loaded as sitecustomize), so it never reads a
+    message and knows no high water of its own."""
+    settings = worker_settings(kafka_settings, tmp_path)
+    posts = [make_post(n, t, minutes=n) for n, t in enumerate(unique_headlines(31))]
+    first = start(settings, run_worker)
+    send_keyed(settings, posts[:1])
+    wait_until(
+        lambda: committed_total(settings, app_id(settings), "posts") == 1,
+        120,
+        "the first post committed",
+    )
+    assert first.stop() == 0
+    send_keyed(settings, posts[1:])
+
+    hook = tmp_path / "never_resumed"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(NEVER_RESUMED, encoding="utf-8")
+    path = os.pathsep.join(p for p in (str(hook), os.environ.get("PYTHONPATH", "")) if p)
+    restarted = start(settings, run_worker, PYTHONPATH=path, FINSENTRY_WORKER_STALL_TIMEOUT_S="5")
+    wait_until(lambda: _health_answer(restarted)[0] == 503, 60, "/health to report the stall")
+    status, reason = _health_answer(restarted)
+    assert status == 503
+    assert reason.startswith("no input reached the stream for ")
+    assert reason.endswith(f"while 30 messages wait on {settings.topic('posts')}[0]")
+    assert len(stored_ids(settings)) == 1
+
+
 def _health_answer(worker: WorkerProcess) -> tuple[int, str]:
     """HTTP status and the stall reason (or "ok") of the worker's /health."""
     try:

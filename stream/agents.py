@@ -8,7 +8,9 @@ model-updates ─► hot swap of the engine between two batches.
 Table writes happen per event, in the stream's processor (faust-streaming issue #497).
 Every input of the scorer is acknowledged in input order, those with nothing to score too
 (see ``score``): Faust's commit checks only loosely that nothing is missing before the
-offsets acknowledged since the last one.
+offsets acknowledged since the last one. Nor does it wait for the producer: an input is
+acknowledged only once Kafka has what was sent for it (scored, signal-input, a dead letter,
+a re-keyed post).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol, cast
 
@@ -75,7 +77,8 @@ def register_agents(
     metrics = ctx.metrics
     metrics.model_version.labels(ctx.engine.version).set(1)
 
-    async def dead_letter(letter: DeadLetter) -> None:
+    async def dead_letter(letter: DeadLetter) -> Awaitable[Any]:
+        """Sends the letter; returns its delivery, awaited before the input is acknowledged."""
         metrics.dead_lettered.labels(letter.reason).inc()
         log.warning(
             "dead letter from %s[%d]@%d: %s: %s",
@@ -85,7 +88,7 @@ def register_agents(
             letter.reason,
             letter.error[:200],
         )
-        await topics.deadletter.send(value=letter.to_json())
+        return cast(Awaitable[Any], await topics.deadletter.send(value=letter.to_json()))
 
     posts_topic = topics.posts.get_topic_name()
     valid_topic = topics.valid.get_topic_name()
@@ -108,8 +111,8 @@ def register_agents(
             and consumer.key_partition(valid_topic, key) == message.partition
         )
 
-    async def admit(raw: bytes) -> Admitted | None:
-        """Per event, before the scorer's batch: validate, route, dedup; None: nothing to score.
+    async def admit(raw: bytes) -> Intake:
+        """Per event, before the scorer's batch: validate, route, dedup.
 
         Posts keyed by their fingerprint (as ingest keys them) are deduplicated where they
         arrive; others are re-keyed through valid-posts first, so every copy of a story meets
@@ -141,12 +144,12 @@ def register_agents(
                 offset=message.offset,
             )
             try:
-                await dead_letter(letter)
+                return Forwarded(await dead_letter(letter))
             except Exception as send_error:
                 await app.crash(send_error)
             return None
 
-    async def admit_message(message: Any, raw: bytes) -> Admitted | None:
+    async def admit_message(message: Any, raw: bytes) -> Intake:
         if message.topic == posts_topic:
             metrics.posts_in.inc()
         result = parse_post(  # valid-posts is validated again: any producer can write to it
@@ -157,14 +160,12 @@ def register_agents(
             offset=message.offset,
         )
         if isinstance(result, DeadLetter):
-            await dead_letter(result)
-            return None
+            return Forwarded(await dead_letter(result))
         post = result
         if message.topic == posts_topic:
             key = Deduplicator.routing_key(post).encode()
             if not keyed_for_dedup(message, key):
-                await topics.valid.send(key=key, value=raw)
-                return None
+                return Forwarded(await topics.valid.send(key=key, value=raw))
         origin = origin_of(message)
         verdict = deduplicator.check(post, origin)
         if verdict.duplicate_of is not None:
@@ -182,24 +183,35 @@ def register_agents(
         return scored
 
     async def publish(scored: list[ScoredPost]) -> None:
-        for post in scored:
-            await topics.scored.send(key=post.id.encode(), value=post.to_json())
+        """Sends and stores a scored batch; returns once Kafka has both sends and the store
+        has the posts, so acknowledging the inputs next can lose neither: a send returns
+        once queued, and Faust's commit does not wait for the producer."""
+        sent = [
+            await topics.scored.send(key=post.id.encode(), value=post.to_json()) for post in scored
+        ]
         if scored:  # one message per batch: the aggregation stage works batch by batch
-            await topics.signal_input.send(key=b"all", value=observations_to_json(scored))
-        # Stored before the inputs are acknowledged: a crash before this re-scores them, and
-        # the upsert makes that harmless. No hop through ``scored``: it is for others.
+            sent.append(
+                await topics.signal_input.send(key=b"all", value=observations_to_json(scored))
+            )
+        # No hop through ``scored`` to the store: it is for others. A crash before the
+        # acknowledgement re-scores the batch, and the upsert makes that harmless.
         await ctx.sink.write_posts(scored)
+        await asyncio.gather(*sent)
 
-    async def score_batches(stream: Any, queue: asyncio.Queue[tuple[Admitted | None, Any]]) -> None:
-        """Batches off the queue, in input order; each input acknowledged once stored."""
+    async def score_batches(stream: Any, queue: asyncio.Queue[tuple[Intake, Any]]) -> None:
+        """Batches off the queue, in input order; each input acknowledged once what became
+        of it is stored or in Kafka."""
         try:
             while True:
                 batch = await next_batch(
                     queue, settings.stream_batch_size, settings.stream_batch_within_s
                 )
-                admitted = [item for item, _ in batch if item is not None]
+                admitted = [item for item, _ in batch if isinstance(item, Admitted)]
                 if admitted:
                     await publish(await score_batch(admitted))
+                await asyncio.gather(
+                    *(item.delivery for item, _ in batch if isinstance(item, Forwarded))
+                )
                 for _, event in batch:
                     await stream.ack(event)
         except Exception as exc:  # the loop feeding the queue cannot see this: stop the worker
@@ -212,15 +224,16 @@ def register_agents(
         """Admits each event (a processor, so table writes see it); a task scores the batches.
 
         Acknowledged by hand (``noack``), in input order: an input is acknowledged once its
-        batch is stored, and one with nothing to score (a duplicate, a dead letter, a post
-        re-keyed to valid-posts) only after the inputs before it. Faust (0.15.3) commits the
+        batch is stored and its sends delivered, and one with nothing to score (a duplicate,
+        a dead letter, a post re-keyed to valid-posts) only after the inputs before it and
+        once what it sent on is delivered. Faust (0.15.3) commits the
         run of acknowledged offsets that starts at most one past the committed offset: a
         duplicate acknowledged at once, right after a post waiting for its batch, let a
         commit pass that post, which a crash then lost (tests/stream/test_worker.py).
         """
         manual = stream.noack()
         manual.add_processor(admit)
-        queue: asyncio.Queue[tuple[Admitted | None, Any]]
+        queue: asyncio.Queue[tuple[Intake, Any]]
         queue = asyncio.Queue(2 * settings.stream_batch_size)
         scorer = asyncio.ensure_future(score_batches(manual, queue))
         try:
@@ -366,8 +379,20 @@ class Admitted(NamedTuple):
     offset: int
 
 
+class Forwarded(NamedTuple):
+    """An input sent on instead of scored (a dead letter, a post re-keyed to valid-posts):
+    acknowledged once Kafka has the message, or a crash would lose it."""
+
+    delivery: Awaitable[Any]
+
+
+Intake = Admitted | Forwarded | None  # None: a duplicate, nothing to score or send
+
+
 async def _score(
-    engine: Scorer, batch: list[Admitted], dead_letter: Callable[[DeadLetter], Any]
+    engine: Scorer,
+    batch: list[Admitted],
+    dead_letter: Callable[[DeadLetter], Awaitable[Awaitable[Any]]],
 ) -> list[ScoredPost]:
     """Score a batch; if the batch fails, score one by one and dead-letter the culprits."""
     try:
@@ -383,7 +408,7 @@ async def _score(
             (verdict,) = await engine.classify_async([item.post.text])
             scored.append(ScoredPost.from_post(item.post, **verdict))
         except Exception as exc:
-            await dead_letter(
+            delivery = await dead_letter(
                 make_dead_letter(
                     item.post.to_json(),
                     "unscorable",
@@ -393,4 +418,5 @@ async def _score(
                     offset=item.offset,
                 )
             )
+            await delivery
     return scored

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import json
 import os
@@ -26,7 +27,8 @@ from finsentry.text import fingerprint
 from stream.app import app_id
 from stream.dedup import Deduplicator
 from stream.process import WorkerProcess
-from tests.support import committed_total, wait_until
+from stream.windows import observations_from_json
+from tests.support import committed_total, read_to_end, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -498,6 +500,69 @@ def test_a_stuck_worker_fails_its_health_check_until_it_flows_again(
     wait_until(lambda: len(stored_ids(settings)) >= len(posts), 300, "every post stored")
     wait_until(lambda: _health_answer(worker) == (200, "ok"), 30, "/health ok again")
     assert "worker stalled: no input reached the stream" in worker.tail(400)
+
+
+LATE_DELIVERY = """\
+import asyncio
+
+from aiokafka.producer.producer import AIOKafkaProducer
+
+_send = AIOKafkaProducer.send
+
+
+async def send(self, topic, *args, **kwargs):
+    if not topic.endswith({suffix!r}):
+        return await _send(self, topic, *args, **kwargs)
+    delivered = asyncio.get_running_loop().create_future()
+
+    async def later():
+        await asyncio.sleep(8.0)
+        inner = await _send(self, topic, *args, **kwargs)
+        delivered.set_result(await inner)
+
+    asyncio.ensure_future(later())
+    return delivered
+
+
+AIOKafkaProducer.send = send
+"""
+
+
+@pytest.mark.parametrize("topic", ["signal-input", "deadletter"])
+def test_an_input_is_committed_only_once_kafka_has_what_it_sent(
+    topic: str, kafka_settings: Settings, tmp_path: Path, run_worker: list[WorkerProcess]
+) -> None:
+    """A send returns once queued and Faust's commit does not wait for the producer: a
+    batch's observations (signal-input) or a dead letter still queued when the worker was
+    killed after the commit were lost for good. Here their delivery takes 8 s (loaded as
+    sitecustomize); the worker is killed once the inputs are committed, or after 5 s."""
+    settings = worker_settings(kafka_settings, tmp_path)
+    posts = [make_post(n, t, minutes=n) for n, t in enumerate(unique_headlines(10))]
+    hook = tmp_path / "late_delivery"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(LATE_DELIVERY.format(suffix=topic), encoding="utf-8")
+    path = os.pathsep.join(p for p in (str(hook), os.environ.get("PYTHONPATH", "")) if p)
+    worker = start(settings, run_worker, PYTHONPATH=path, FINSENTRY_STREAM_BATCH_WITHIN_S="0.1")
+    send_keyed(settings, [*posts, b"{not json"])
+    wait_until(lambda: len(stored_ids(settings)) == len(posts), 120, "the posts stored")
+
+    def all_committed() -> bool:
+        return committed_total(settings, app_id(settings), "posts") == len(posts) + 1
+
+    with contextlib.suppress(TimeoutError):  # the held delivery holds the commit back
+        wait_until(all_committed, 5, "the inputs committed")
+    worker.kill()
+
+    start(settings, run_worker)
+    wait_until(all_committed, 120, "the inputs committed after the restart")
+    observed = {
+        obs.post_id
+        for record in read_to_end(settings, "signal-input")
+        for _, obs in observations_from_json(record.value)
+    }
+    assert observed == {p.id for p in posts}
+    letters = [DeadLetter.from_json(r.value) for r in read_to_end(settings, "deadletter")]
+    assert {(letter.reason, letter.offset) for letter in letters} == {("not_json", len(posts))}
 
 
 NEVER_RESUMED = """\

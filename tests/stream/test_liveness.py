@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from stream.liveness import StallWatch
 
@@ -99,3 +101,35 @@ def test_the_resume_offset_never_overrides_what_the_stream_saw() -> None:
 def test_the_timeout_must_be_positive() -> None:
     with pytest.raises(ValueError, match="stall_after_s must be positive, not 0"):
         StallWatch(0)
+
+
+partitions = st.tuples(st.sampled_from(["posts", "valid-posts"]), st.integers(0, 3))
+
+
+@given(
+    seen=st.lists(st.tuples(partitions, st.integers(0, 10_000)), max_size=30),
+    resumed=st.dictionaries(partitions, st.integers(0, 10_000), max_size=8),
+    ahead=st.dictionaries(partitions, st.integers(0, 500), max_size=8),
+)
+def test_what_waits_is_the_end_offset_past_where_the_stream_stands(
+    seen: list[tuple[tuple[str, int], int]],
+    resumed: dict[tuple[str, int], int],
+    ahead: dict[tuple[str, int], int],
+) -> None:
+    clock = Clock()
+    watch = StallWatch(30, clock)
+    stands: dict[tuple[str, int], int] = {}
+    for (topic, partition), offset in seen:
+        watch.saw(topic, partition, offset)
+        stands[(topic, partition)] = offset + 1
+    watch.resume_from(resumed)
+    stands = {**resumed, **stands}  # what the stream saw wins over a resume offset
+    clock.now += 30
+    ends = {tp: stands.get(tp, 0) + extra for tp, extra in ahead.items()}
+    waiting = {tp: n for tp, n in ahead.items() if tp in stands and n > 0}
+    reason = watch.stalled(ends)
+    if not waiting:
+        assert reason is None
+    else:
+        assert reason is not None
+        assert f"while {sum(waiting.values())} messages wait on " in reason

@@ -242,6 +242,27 @@ def send_keyed(settings: Settings, values: list[Post | bytes]) -> None:
         producer.close()
 
 
+def leave_a_backlog(settings: Settings, run_worker: list[WorkerProcess], posts: list[Post]) -> None:
+    """A worker scores the first post and stops; the rest wait for the next worker, which
+    then has a dedup changelog to recover first."""
+    first = start(settings, run_worker)
+    send_keyed(settings, posts[:1])
+    wait_until(
+        lambda: committed_total(settings, app_id(settings), "posts") == 1,
+        120,
+        "the first post committed",
+    )
+    assert first.stop() == 0
+    send_keyed(settings, posts[1:])
+
+
+def python_path_with_hook(folder: Path, code: str) -> str:
+    """A PYTHONPATH under which a worker process loads ``code`` as its sitecustomize."""
+    folder.mkdir()
+    (folder / "sitecustomize.py").write_text(code, encoding="utf-8")
+    return os.pathsep.join(p for p in (str(folder), os.environ.get("PYTHONPATH", "")) if p)
+
+
 def produce_raw(settings: Settings, topic: str, key: bytes, value: bytes) -> None:
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
     try:
@@ -390,20 +411,9 @@ def test_a_restarted_worker_scores_the_whole_backlog_it_finds(
     and with batches of 4, so it cannot score the backlog of 600 within the pause."""
     settings = worker_settings(kafka_settings, tmp_path)
     posts = [make_post(n, t, minutes=n) for n, t in enumerate(unique_headlines(601))]
-    first = start(settings, run_worker)
-    send_keyed(settings, posts[:1])
-    wait_until(
-        lambda: committed_total(settings, app_id(settings), "posts") == 1,
-        120,
-        "the first post committed",
-    )
-    assert first.stop() == 0
-    send_keyed(settings, posts[1:])  # the backlog; the dedup table has a changelog to recover
+    leave_a_backlog(settings, run_worker, posts)
 
-    hook = tmp_path / "slow_seek"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(SLOW_SEEK, encoding="utf-8")
-    path = os.pathsep.join(p for p in (str(hook), os.environ.get("PYTHONPATH", "")) if p)
+    path = python_path_with_hook(tmp_path / "slow_seek", SLOW_SEEK)
     restarted = start(settings, run_worker, PYTHONPATH=path, FINSENTRY_STREAM_BATCH_SIZE="4")
     assert "Restoring state from changelog topics" in restarted.tail(400)
 
@@ -538,10 +548,7 @@ def test_an_input_is_committed_only_once_kafka_has_what_it_sent(
     sitecustomize); the worker is killed once the inputs are committed, or after 5 s."""
     settings = worker_settings(kafka_settings, tmp_path)
     posts = [make_post(n, t, minutes=n) for n, t in enumerate(unique_headlines(10))]
-    hook = tmp_path / "late_delivery"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(LATE_DELIVERY.format(suffix=topic), encoding="utf-8")
-    path = os.pathsep.join(p for p in (str(hook), os.environ.get("PYTHONPATH", "")) if p)
+    path = python_path_with_hook(tmp_path / "late_delivery", LATE_DELIVERY.format(suffix=topic))
     worker = start(settings, run_worker, PYTHONPATH=path, FINSENTRY_STREAM_BATCH_WITHIN_S="0.1")
     send_keyed(settings, [*posts, b"{not json"])
     wait_until(lambda: len(stored_ids(settings)) == len(posts), 120, "the posts stored")
@@ -589,20 +596,9 @@ def test_a_restarted_worker_whose_stream_never_resumes_fails_its_health_check(
     message and knows no high water of its own."""
     settings = worker_settings(kafka_settings, tmp_path)
     posts = [make_post(n, t, minutes=n) for n, t in enumerate(unique_headlines(31))]
-    first = start(settings, run_worker)
-    send_keyed(settings, posts[:1])
-    wait_until(
-        lambda: committed_total(settings, app_id(settings), "posts") == 1,
-        120,
-        "the first post committed",
-    )
-    assert first.stop() == 0
-    send_keyed(settings, posts[1:])
+    leave_a_backlog(settings, run_worker, posts)
 
-    hook = tmp_path / "never_resumed"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(NEVER_RESUMED, encoding="utf-8")
-    path = os.pathsep.join(p for p in (str(hook), os.environ.get("PYTHONPATH", "")) if p)
+    path = python_path_with_hook(tmp_path / "never_resumed", NEVER_RESUMED)
     restarted = start(settings, run_worker, PYTHONPATH=path, FINSENTRY_WORKER_STALL_TIMEOUT_S="5")
     wait_until(lambda: _health_answer(restarted)[0] == 503, 60, "/health to report the stall")
     status, reason = _health_answer(restarted)

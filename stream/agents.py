@@ -328,11 +328,13 @@ def register_agents(
         """Asks the broker, not the fetcher (which may never have read a partition): the
         end offsets, and where the stream resumes on partitions it has seen nothing on."""
         consumer = app.consumer
-        unplaced = set(watch.unplaced((tp.topic, tp.partition) for tp in inputs))
+        unplaced = watch.unplaced((tp.topic, tp.partition) for tp in inputs)
         if unplaced:
-            resume = await committed_offsets(settings, sorted(unplaced))
+            resume = await committed_offsets(settings, unplaced)
             never_committed = [
-                tp for tp in inputs if (tp.topic, tp.partition) in unplaced - resume.keys()
+                tp
+                for tp in inputs
+                if (tp.topic, tp.partition) in unplaced and (tp.topic, tp.partition) not in resume
             ]
             if never_committed:  # read from the start (consumer_auto_offset_reset="earliest")
                 earliest = await consumer.earliest_offsets(*never_committed)

@@ -56,9 +56,9 @@ class StallWatch:
 
     def stalled(self, end_offsets: Mapping[TopicPartition, int | None]) -> str | None:
         """Why the worker is stuck, or None. A partition whose place is unknown is not judged."""
-        silent_s = self.clock() - self._last_input
-        if silent_s < self.stall_after_s:
+        if not self.due():
             return None
+        silent_s = self.clock() - self._last_input
         waiting = {
             tp: end - self._next[tp]
             for tp, end in end_offsets.items()

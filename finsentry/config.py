@@ -209,8 +209,9 @@ class Settings(BaseSettings):
     # it and two batches in flight, a crash-and-restart test once lost a batch (not yet
     # explained), so both were withdrawn until that is understood.
     stream_producer_linger_ms: int = Field(default=0, ge=0, le=1_000)
-    # The worker's /health fails once input has waited this long with none reaching the
-    # stream (stream/liveness.py), so a supervisor or Kubernetes restarts a stuck worker.
+    # The worker's /health fails once its group's committed offset has stayed this long
+    # behind the input's end (stream/liveness.py), so a supervisor or Kubernetes restarts a
+    # stuck worker; one that holds nothing unacknowledged then also seeks back by itself.
     worker_stall_timeout_s: float = Field(default=300.0, ge=5)
     worker_web_host: str = "127.0.0.1"
     worker_web_port: int = Field(default=6066, ge=1, le=65535)

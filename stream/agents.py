@@ -34,7 +34,7 @@ from finsentry.schema import (
     SchemaError,
     ScoredPost,
 )
-from stream.app import StreamTables, StreamTopics, committed_offsets, input_topic_names
+from stream.app import GroupOffsets, StreamTables, StreamTopics, input_topic_names
 from stream.batching import next_batch
 from stream.dedup import Deduplicator
 from stream.liveness import StallWatch
@@ -94,8 +94,11 @@ def register_agents(
     valid_topic = topics.valid.get_topic_name()
     deduplicator = Deduplicator(tables.seen, settings.dedup_horizon_s)
     watch = StallWatch(settings.worker_stall_timeout_s)
+    group_offsets = GroupOffsets(settings)
     input_topics = input_topic_names(topics)
     stalled_because: str | None = None  # why the stream is stuck, for /health
+    last_seek_back = float("-inf")  # when the stream was last sent back to its committed offsets
+    cannot_judge = False  # the broker could not be asked last time (logged once per outage)
 
     def keyed_for_dedup(message: Any, key: bytes) -> bool:
         """The message already sits where re-keying by ``key`` would put it (see below).
@@ -128,7 +131,6 @@ def register_agents(
         event = current_event()
         assert event is not None, "processors run inside stream iteration"
         message = event.message
-        watch.saw(message.topic, message.partition, message.offset)
         try:
             return await admit_message(message, raw)
         except Exception as exc:
@@ -246,8 +248,6 @@ def register_agents(
     @app.agent(topics.signal_input)
     async def signal(stream: Any) -> None:
         async for raw in stream:
-            message = stream.current_event.message
-            watch.saw(message.topic, message.partition, message.offset)
             window_state = StagedMapping(tables.windows)
             spike_state = StagedMapping(tables.spikes)
             engine = SignalEngine.from_settings(
@@ -298,7 +298,7 @@ def register_agents(
     @app.timer(LAG_REFRESH_S)
     async def report_lag() -> None:
         """Consumer lag per input partition, and whether the worker is stuck (liveness)."""
-        nonlocal stalled_because
+        nonlocal stalled_because, cannot_judge
         consumer = app.consumer
         inputs = [tp for tp in consumer.assignment() if tp.topic in input_topics]
         for tp in inputs:
@@ -310,38 +310,55 @@ def register_agents(
         if app.rebalancing or not tables_recovered():
             watch.rebalanced()
             return
-        if not watch.due():
-            reason = None
-        else:
-            try:
-                reason = await stall_reason(inputs)
-            except Exception:  # the broker is unreachable: that is not the worker's stall
+        try:
+            reason = await stall_reason(inputs)
+        except Exception:  # the broker is unreachable: that is not the worker's stall
+            if not cannot_judge:
                 log.warning("cannot judge whether the worker is stuck", exc_info=True)
-                return
+            cannot_judge = True
+            return
+        cannot_judge = False
         if reason and stalled_because is None:
             log.error("worker stalled: %s; /health now fails", reason)
         elif reason is None and stalled_because is not None:
             log.info("worker flowing again")
         stalled_because = reason
+        if reason and not consumer.unacked:
+            await seek_back(consumer)
 
     async def stall_reason(inputs: list[Any]) -> str | None:
-        """Asks the broker, not the fetcher (which may never have read a partition): the
-        end offsets, and where the stream resumes on partitions it has seen nothing on."""
+        """Asks the broker: the group's committed offsets (the earliest offset where it never
+        committed: consumer_auto_offset_reset="earliest") and the end offsets."""
+        if not inputs:
+            return None
         consumer = app.consumer
-        unplaced = watch.unplaced((tp.topic, tp.partition) for tp in inputs)
-        if unplaced:
-            resume = await committed_offsets(settings, unplaced)
-            never_committed = [
-                tp
-                for tp in inputs
-                if (tp.topic, tp.partition) in unplaced and (tp.topic, tp.partition) not in resume
-            ]
-            if never_committed:  # read from the start (consumer_auto_offset_reset="earliest")
-                earliest = await consumer.earliest_offsets(*never_committed)
-                resume |= {(tp.topic, tp.partition): offset for tp, offset in earliest.items()}
-            watch.resume_from(resume)
-        ends = await consumer.highwaters(*inputs) if inputs else {}
-        return watch.stalled({(tp.topic, tp.partition): end for tp, end in ends.items()})
+        committed = await group_offsets.committed([(tp.topic, tp.partition) for tp in inputs])
+        never_committed = [tp for tp in inputs if (tp.topic, tp.partition) not in committed]
+        if never_committed:
+            earliest = await consumer.earliest_offsets(*never_committed)
+            committed |= {(tp.topic, tp.partition): offset for tp, offset in earliest.items()}
+        ends = await consumer.highwaters(*inputs)
+        return watch.stalled(committed, {(tp.topic, tp.partition): e for tp, e in ends.items()})
+
+    async def seek_back(consumer: Any) -> None:
+        """Input waits past the committed offsets and the worker holds nothing unacknowledged:
+        its consumer has lost its place (or its flow), so fetch again from what was committed,
+        as a restart would. At most once per stall timeout; redelivered posts are scored
+        again, which the store's upsert absorbs."""
+        nonlocal last_seek_back
+        now = time.monotonic()
+        if now - last_seek_back < settings.worker_stall_timeout_s:
+            return
+        last_seek_back = now
+        log.warning("nothing unacknowledged in hand: seeking the input back to what was committed")
+        consumer.stop_flow()  # nothing fetched between the seek and the resume, as in a recovery
+        await consumer.perform_seek()
+        app.flow_control.resume()
+        consumer.resume_flow()
+
+    @app.on_before_shutdown.connect
+    async def close_group_offsets(sender: Any, /, *args: Any, **kwargs: Any) -> None:
+        await group_offsets.close()
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:

@@ -82,21 +82,35 @@ def hold_fetching_until_seeked(app: faust.App) -> None:
         app.consumer.stop_flow()
 
 
-async def committed_offsets(
-    settings: Settings, partitions: Sequence[tuple[str, int]]
-) -> dict[tuple[str, int], int]:
-    """The worker's consumer group's committed offsets (the next offset to read) on
-    ``partitions``; a partition the group never committed on is left out. Asks the broker,
-    not the worker's consumer: this is for judging that consumer."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    await admin.start()
-    try:
-        found = await admin.list_consumer_group_offsets(
-            app_id(settings), partitions=[TopicPartition(t, p) for t, p in partitions]
-        )
-    finally:
-        await admin.close()
-    return {(tp.topic, tp.partition): meta.offset for tp, meta in found.items() if meta.offset >= 0}
+class GroupOffsets:
+    """The worker's consumer group's committed offsets (the next offset to read), asked of
+    the broker, not of the consumer they judge; one admin client for the worker's life."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._admin: AIOKafkaAdminClient | None = None
+
+    async def committed(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """A partition the group never committed on is left out."""
+        if self._admin is None:
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.bootstrap_servers)
+            await admin.start()
+            self._admin = admin
+        try:
+            found = await self._admin.list_consumer_group_offsets(
+                app_id(self.settings), partitions=[TopicPartition(t, p) for t, p in partitions]
+            )
+        except Exception:
+            await self.close()  # asked afresh next time, should the connection be the fault
+            raise
+        return {
+            (tp.topic, tp.partition): meta.offset for tp, meta in found.items() if meta.offset >= 0
+        }
+
+    async def close(self) -> None:
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            await admin.close()
 
 
 def declare_topics(app: faust.App, settings: Settings) -> StreamTopics:

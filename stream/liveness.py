@@ -1,24 +1,31 @@
-"""Tells a stuck worker from an idle one, for the worker's liveness check. No Faust import.
+"""Tells a stuck worker from an idle or a busy one, for its liveness check. No Faust import.
 
-A worker is stuck when input waits on a partition it reads (the partition's end offset is
-past the next offset its stream would see) and no input has reached the stream for
-``stall_after_s``. An idle worker has nothing waiting; a busy one keeps seeing input.
-Faust's own livelock warnings compare the high water with the fetch position, so they stay
-silent when the fetcher has read ahead into a stream that no longer drains, and they know
-no high water at all for a partition the fetcher never read.
+Progress is the consumer group's committed offset: a worker acknowledges an input only once
+what became of it is stored or in Kafka, and Faust commits what was acknowledged every few
+seconds. A partition is stalled when its committed offset stays behind its end offset for
+``stall_after_s``. An idle worker has committed everything; a busy one keeps committing.
 
-Where the stream stands on a partition is the offset after the last message it saw; on a
-partition it has seen nothing on since the last rebalance, it is where the stream resumes:
-the group's committed offset (``resume_from``). A restarted worker whose stream never gets
-its input is so judged like one that stopped mid-way.
+Judging by what was committed, not by what reached the stream, also catches a stream that
+lost its place: Faust 0.15.3 can drop fetched messages around a rebalance (a read offset
+left past a seek back), and then reads on while its commit can never pass them. Faust's own
+livelock warnings compare the fetch position with the high water, so they miss both that and
+a fetcher that never resumed.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
 
 TopicPartition = tuple[str, int]
+
+
+class Behind(NamedTuple):
+    """A partition's committed offset while behind its end, and since when it has not moved."""
+
+    committed: int
+    since: float
 
 
 class StallWatch:
@@ -27,47 +34,38 @@ class StallWatch:
             raise ValueError(f"stall_after_s must be positive, not {stall_after_s}")
         self.stall_after_s = stall_after_s
         self.clock = clock
-        self._next: dict[TopicPartition, int] = {}
-        self._last_input = clock()
-
-    def saw(self, topic: str, partition: int, offset: int) -> None:
-        """A message reached the stream (whatever then became of it)."""
-        self._next[(topic, partition)] = offset + 1
-        self._last_input = self.clock()
+        self._behind: dict[TopicPartition, Behind] = {}
 
     def rebalanced(self) -> None:
-        """Nothing flows during a rebalance, and the partitions may move: the silence then
-        is not a stall, and where the stream stands is known again once it resumes."""
-        self._last_input = self.clock()
-        self._next.clear()
+        """Nothing is committed during a rebalance, and the partitions may move: the clocks
+        start again once it is over."""
+        self._behind.clear()
 
-    def due(self) -> bool:
-        """Silent long enough that waiting input would make a stall: worth asking the broker."""
-        return self.clock() - self._last_input >= self.stall_after_s
-
-    def unplaced(self, partitions: Iterable[TopicPartition]) -> list[TopicPartition]:
-        """The partitions the stream has seen nothing on since the last rebalance."""
-        return sorted(tp for tp in partitions if tp not in self._next)
-
-    def resume_from(self, offsets: Mapping[TopicPartition, int]) -> None:
-        """Where the stream resumes on partitions it has seen nothing on (committed offsets)."""
-        for tp, offset in offsets.items():
-            self._next.setdefault(tp, offset)
-
-    def stalled(self, end_offsets: Mapping[TopicPartition, int | None]) -> str | None:
-        """Why the worker is stuck, or None. A partition whose place is unknown is not judged."""
-        if not self.due():
+    def stalled(
+        self,
+        committed: Mapping[TopicPartition, int],
+        end_offsets: Mapping[TopicPartition, int | None],
+    ) -> str | None:
+        """Why the worker is stuck, or None. A partition whose offsets are unknown is not
+        judged; one that is not behind starts its clock afresh once it falls behind."""
+        now = self.clock()
+        stuck: dict[TopicPartition, tuple[int, int, float]] = {}  # committed, waiting, for
+        for tp, end in end_offsets.items():
+            done = committed.get(tp)
+            if end is None or done is None or end <= done:
+                self._behind.pop(tp, None)
+                continue
+            behind = self._behind.get(tp)
+            if behind is None or behind.committed != done:
+                self._behind[tp] = Behind(done, now)
+            elif now - behind.since >= self.stall_after_s:
+                stuck[tp] = (done, end - done, now - behind.since)
+        if not stuck:
             return None
-        silent_s = self.clock() - self._last_input
-        waiting = {
-            tp: end - self._next[tp]
-            for tp, end in end_offsets.items()
-            if end is not None and tp in self._next and end > self._next[tp]
-        }
-        if not waiting:
-            return None
-        where = ", ".join(f"{topic}[{partition}]" for topic, partition in sorted(waiting))
+        where = ", ".join(f"{t}[{p}]@{stuck[t, p][0]}" for t, p in sorted(stuck))
+        waiting = sum(count for _, count, _ in stuck.values())
+        silent_s = min(seconds for _, _, seconds in stuck.values())
         return (
-            f"no input reached the stream for {silent_s:.0f}s while "
-            f"{sum(waiting.values())} messages wait on {where}"
+            f"nothing committed for {silent_s:.0f}s while {waiting} messages wait past the "
+            f"committed offset on {where}"
         )

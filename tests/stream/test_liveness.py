@@ -8,6 +8,8 @@ from stream.liveness import StallWatch
 
 pytestmark = pytest.mark.unit
 
+POSTS = ("posts", 0)
+
 
 class Clock:
     def __init__(self) -> None:
@@ -17,85 +19,77 @@ class Clock:
         return self.now
 
 
-def test_input_waiting_and_nothing_seen_for_the_timeout_is_a_stall() -> None:
+def test_a_commit_that_stays_behind_for_the_timeout_is_a_stall() -> None:
     clock = Clock()
     watch = StallWatch(30, clock)
-    watch.saw("posts", 0, 99)
+    assert watch.stalled({POSTS: 100}, {POSTS: 150}) is None
     clock.now += 29
-    assert watch.stalled({("posts", 0): 150}) is None
+    assert watch.stalled({POSTS: 100}, {POSTS: 150}) is None
     clock.now += 2
-    reason = watch.stalled({("posts", 0): 150})
-    assert reason == "no input reached the stream for 31s while 50 messages wait on posts[0]"
+    reason = watch.stalled({POSTS: 100}, {POSTS: 150})
+    assert reason == (
+        "nothing committed for 31s while 50 messages wait past the committed offset on posts[0]@100"
+    )
 
 
 def test_an_idle_worker_is_not_stalled() -> None:
     clock = Clock()
     watch = StallWatch(30, clock)
-    watch.saw("posts", 0, 99)
+    for _ in range(5):
+        assert watch.stalled({POSTS: 100, ("posts", 1): 7}, {POSTS: 100, ("posts", 1): 7}) is None
+        clock.now += 3600
+
+
+def test_a_busy_worker_that_keeps_committing_is_not_stalled() -> None:
+    clock = Clock()
+    watch = StallWatch(30, clock)
+    for committed in range(0, 1000, 50):
+        assert watch.stalled({POSTS: committed}, {POSTS: 5000}) is None
+        clock.now += 25
+
+
+def test_the_clock_starts_when_a_partition_falls_behind_not_when_it_last_moved() -> None:
+    """An idle worker given new input has the whole timeout to commit it."""
+    clock = Clock()
+    watch = StallWatch(30, clock)
+    assert watch.stalled({POSTS: 100}, {POSTS: 100}) is None
     clock.now += 3600
-    assert watch.stalled({("posts", 0): 100, ("posts", 1): None}) is None
+    assert watch.stalled({POSTS: 100}, {POSTS: 120}) is None
+    clock.now += 29
+    assert watch.stalled({POSTS: 100}, {POSTS: 120}) is None
 
 
-def test_fresh_input_restarts_the_clock() -> None:
+def test_a_rebalance_restarts_the_clocks() -> None:
     clock = Clock()
     watch = StallWatch(30, clock)
-    watch.saw("posts", 0, 10)
-    clock.now += 25
-    watch.saw("valid-posts", 1, 5)
-    clock.now += 25
-    assert watch.stalled({("posts", 0): 500, ("valid-posts", 1): 6}) is None
-
-
-def test_a_rebalance_restarts_the_clock_and_forgets_where_the_stream_stood() -> None:
-    clock = Clock()
-    watch = StallWatch(30, clock)
-    watch.saw("posts", 0, 10)
+    watch.stalled({POSTS: 100}, {POSTS: 150})
     clock.now += 40
     watch.rebalanced()
-    clock.now += 10
-    assert not watch.due()
-    assert watch.stalled({("posts", 0): 500}) is None
-    assert watch.unplaced([("posts", 0)]) == [("posts", 0)]
-
-
-def test_partitions_seen_on_need_no_resume_offset() -> None:
-    watch = StallWatch(30, Clock())
-    watch.saw("posts", 1, 0)
-    assert watch.unplaced([("posts", 1), ("posts", 0), ("valid-posts", 0)]) == [
-        ("posts", 0),
-        ("valid-posts", 0),
-    ]
-
-
-def test_partitions_whose_place_is_unknown_are_not_judged() -> None:
-    clock = Clock()
-    watch = StallWatch(30, clock)
-    clock.now += 100
-    assert watch.due()
-    assert watch.stalled({("posts", 0): 500}) is None
-    watch.saw("posts", 1, 0)
-    clock.now += 100
-    assert watch.stalled({("posts", 0): 500, ("posts", 1): 1}) is None
-
-
-def test_a_stream_that_never_resumed_is_judged_from_its_committed_offset() -> None:
-    """A restarted worker whose stream gets nothing, while its input waits, is stuck."""
-    clock = Clock()
-    watch = StallWatch(30, clock)
-    watch.rebalanced()
+    assert watch.stalled({POSTS: 100}, {POSTS: 150}) is None
     clock.now += 31
-    watch.resume_from({("posts", 0): 120, ("posts", 1): 40})
-    reason = watch.stalled({("posts", 0): 200, ("posts", 1): 40})
-    assert reason == "no input reached the stream for 31s while 80 messages wait on posts[0]"
+    assert watch.stalled({POSTS: 100}, {POSTS: 150}) is not None
 
 
-def test_the_resume_offset_never_overrides_what_the_stream_saw() -> None:
+def test_partitions_whose_offsets_are_unknown_are_not_judged() -> None:
     clock = Clock()
     watch = StallWatch(30, clock)
-    watch.saw("posts", 0, 199)
-    clock.now += 31
-    watch.resume_from({("posts", 0): 120})
-    assert watch.stalled({("posts", 0): 200}) is None
+    for _ in range(3):
+        assert watch.stalled({POSTS: 10}, {POSTS: None, ("posts", 1): 500}) is None
+        clock.now += 100
+
+
+def test_every_stalled_partition_is_named_with_its_committed_offset() -> None:
+    clock = Clock()
+    watch = StallWatch(30, clock)
+    committed = {("valid-posts", 1): 5, POSTS: 100, ("posts", 1): 40}
+    ends = {("valid-posts", 1): 9, POSTS: 150, ("posts", 1): 40}
+    watch.stalled(committed, ends)
+    clock.now += 45
+    reason = watch.stalled(committed, ends)
+    assert reason is not None
+    assert reason.endswith(
+        "54 messages wait past the committed offset on posts[0]@100, valid-posts[1]@5"
+    )
 
 
 def test_the_timeout_must_be_positive() -> None:
@@ -107,29 +101,30 @@ partitions = st.tuples(st.sampled_from(["posts", "valid-posts"]), st.integers(0,
 
 
 @given(
-    seen=st.lists(st.tuples(partitions, st.integers(0, 10_000)), max_size=30),
-    resumed=st.dictionaries(partitions, st.integers(0, 10_000), max_size=8),
+    first=st.dictionaries(partitions, st.integers(0, 10_000), max_size=8),
+    moved=st.dictionaries(partitions, st.integers(1, 100), max_size=8),
     ahead=st.dictionaries(partitions, st.integers(0, 500), max_size=8),
 )
-def test_what_waits_is_the_end_offset_past_where_the_stream_stands(
-    seen: list[tuple[tuple[str, int], int]],
-    resumed: dict[tuple[str, int], int],
+def test_stalled_are_the_partitions_behind_whose_commit_did_not_move(
+    first: dict[tuple[str, int], int],
+    moved: dict[tuple[str, int], int],
     ahead: dict[tuple[str, int], int],
 ) -> None:
     clock = Clock()
     watch = StallWatch(30, clock)
-    stands: dict[tuple[str, int], int] = {}
-    for (topic, partition), offset in seen:
-        watch.saw(topic, partition, offset)
-        stands[(topic, partition)] = offset + 1
-    watch.resume_from(resumed)
-    stands = {**resumed, **stands}  # what the stream saw wins over a resume offset
+    ends = {tp: first.get(tp, 0) + extra + 100 for tp, extra in ahead.items()}
+    watch.stalled(first, ends)
     clock.now += 30
-    ends = {tp: stands.get(tp, 0) + extra for tp, extra in ahead.items()}
-    waiting = {tp: n for tp, n in ahead.items() if tp in stands and n > 0}
-    reason = watch.stalled(ends)
-    if not waiting:
+    later = {tp: offset + moved.get(tp, 0) for tp, offset in first.items()}
+    ends = {tp: first.get(tp, 0) + extra for tp, extra in ahead.items()}
+    stuck = {
+        tp: ends[tp] - later[tp]
+        for tp in ends
+        if tp in later and tp not in moved and ends[tp] > later[tp]
+    }
+    reason = watch.stalled(later, ends)
+    if not stuck:
         assert reason is None
     else:
         assert reason is not None
-        assert f"while {sum(waiting.values())} messages wait on " in reason
+        assert f"while {sum(stuck.values())} messages wait past the committed offset" in reason

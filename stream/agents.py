@@ -99,6 +99,7 @@ def register_agents(
     stalled_because: str | None = None  # why the stream is stuck, for /health
     last_seek_back = float("-inf")  # when the stream was last sent back to its committed offsets
     cannot_judge = False  # the broker could not be asked last time (logged once per outage)
+    resume_at: dict[Any, int] = {}  # input partition -> committed offset, as last asked
 
     def keyed_for_dedup(message: Any, key: bytes) -> bool:
         """The message already sits where re-keying by ``key`` would put it (see below).
@@ -338,6 +339,8 @@ def register_agents(
             earliest = await consumer.earliest_offsets(*never_committed)
             committed |= {(tp.topic, tp.partition): offset for tp, offset in earliest.items()}
         ends = await consumer.highwaters(*inputs)
+        resume_at.clear()
+        resume_at.update({tp: committed[tp.topic, tp.partition] for tp in inputs})
         return watch.stalled(committed, {(tp.topic, tp.partition): e for tp, e in ends.items()})
 
     async def seek_back(consumer: Any) -> None:
@@ -352,7 +355,8 @@ def register_agents(
         last_seek_back = now
         log.warning("nothing unacknowledged in hand: seeking the input back to what was committed")
         consumer.stop_flow()  # nothing fetched between the seek and the resume, as in a recovery
-        await consumer.perform_seek()
+        for tp, offset in resume_at.items():  # the earliest offset where nothing was committed
+            await consumer.seek(tp, offset)
         app.flow_control.resume()
         consumer.resume_flow()
 

@@ -99,7 +99,6 @@ def register_agents(
     stalled_because: str | None = None  # why the stream is stuck, for /health
     last_seek_back = float("-inf")  # when the stream was last sent back to its committed offsets
     cannot_judge = False  # the broker could not be asked last time (logged once per outage)
-    resume_at: dict[Any, int] = {}  # input partition -> committed offset, as last asked
 
     def keyed_for_dedup(message: Any, key: bytes) -> bool:
         """The message already sits where re-keying by ``key`` would put it (see below).
@@ -312,7 +311,7 @@ def register_agents(
             watch.rebalanced()
             return
         try:
-            reason = await stall_reason(inputs)
+            reason, committed = await stall_reason(inputs)
         except Exception:  # the broker is unreachable: that is not the worker's stall
             if not cannot_judge:
                 log.warning("cannot judge whether the worker is stuck", exc_info=True)
@@ -325,13 +324,14 @@ def register_agents(
             log.info("worker flowing again")
         stalled_because = reason
         if reason and not consumer.unacked:
-            await seek_back(consumer)
+            await seek_back(consumer, committed)
 
-    async def stall_reason(inputs: list[Any]) -> str | None:
-        """Asks the broker: the group's committed offsets (the earliest offset where it never
-        committed: consumer_auto_offset_reset="earliest") and the end offsets."""
+    async def stall_reason(inputs: list[Any]) -> tuple[str | None, dict[Any, int]]:
+        """Why the worker is stuck (or None), and the committed offset of each input
+        partition (the earliest offset where the group never committed, as
+        consumer_auto_offset_reset="earliest" reads it); both asked of the broker."""
         if not inputs:
-            return None
+            return None, {}
         consumer = app.consumer
         committed = await group_offsets.committed([(tp.topic, tp.partition) for tp in inputs])
         never_committed = [tp for tp in inputs if (tp.topic, tp.partition) not in committed]
@@ -339,11 +339,10 @@ def register_agents(
             earliest = await consumer.earliest_offsets(*never_committed)
             committed |= {(tp.topic, tp.partition): offset for tp, offset in earliest.items()}
         ends = await consumer.highwaters(*inputs)
-        resume_at.clear()
-        resume_at.update({tp: committed[tp.topic, tp.partition] for tp in inputs})
-        return watch.stalled(committed, {(tp.topic, tp.partition): e for tp, e in ends.items()})
+        reason = watch.stalled(committed, {(tp.topic, tp.partition): e for tp, e in ends.items()})
+        return reason, {tp: committed[tp.topic, tp.partition] for tp in inputs}
 
-    async def seek_back(consumer: Any) -> None:
+    async def seek_back(consumer: Any, committed: dict[Any, int]) -> None:
         """Input waits past the committed offsets and the worker holds nothing unacknowledged:
         its consumer has lost its place (or its flow), so fetch again from what was committed,
         as a restart would. At most once per stall timeout; redelivered posts are scored
@@ -355,8 +354,8 @@ def register_agents(
         last_seek_back = now
         log.warning("nothing unacknowledged in hand: seeking the input back to what was committed")
         consumer.stop_flow()  # nothing fetched between the seek and the resume, as in a recovery
-        for tp, offset in resume_at.items():  # the earliest offset where nothing was committed
-            await consumer.seek(tp, offset)
+        for tp, offset in committed.items():  # not Faust's seek to committed offsets, which
+            await consumer.seek(tp, offset)  # leaves a partition with none where it stands
         app.flow_control.resume()
         consumer.resume_flow()
 

@@ -196,7 +196,7 @@ def train(
         "seconds": 0.0,
     }
     if resume and (state_dir / "state.pt").is_file():
-        saved = torch.load(state_dir / "state.pt", map_location=device, weights_only=False)
+        saved = torch.load(state_dir / "state.pt", map_location=device, weights_only=True)
         model.load_state_dict(saved["model"])
         optimiser.load_state_dict(saved["optimiser"])
         scheduler.load_state_dict(saved["scheduler"])

@@ -3,6 +3,7 @@ and an interrupted run resumes where it stopped."""
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -84,11 +85,30 @@ def test_save_then_load_gives_identical_outputs(smoke: TrainResult, tmp_path: Pa
 def test_resume_continues_an_interrupted_run(tmp_path: Path) -> None:
     transformers.logging.set_verbosity_error()
     train(_config(tmp_path, epochs=1))
-    state = torch.load(tmp_path / STATE_DIR / "state.pt", weights_only=False)["progress"]
+    state = torch.load(tmp_path / STATE_DIR / "state.pt", weights_only=True)["progress"]
     assert state["epoch"] == 1 and state["step"] == 9
     resumed = train(_config(tmp_path, epochs=2), resume=True)
     assert resumed.metrics["training"]["steps"] == 18
     assert [h["epoch"] for h in resumed.metrics["training"]["history"]] == [1, 2]
+
+
+class _RunsOnLoad:
+    """Pickles to a call of ``Path.touch``: what a planted state file could run instead."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[Path]]:
+        return Path.touch, (self.marker,)
+
+
+def test_resume_refuses_a_state_file_that_would_run_code(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    (tmp_path / STATE_DIR).mkdir(parents=True)
+    torch.save({"progress": _RunsOnLoad(marker)}, tmp_path / STATE_DIR / "state.pt")
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        train(_config(tmp_path, epochs=1), resume=True)
+    assert not marker.exists()
 
 
 def test_label_smoothing_raises_the_loss_of_confident_right_answers() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import logging
 import threading
 from dataclasses import dataclass, field
 
@@ -22,6 +23,8 @@ from dashboard.callbacks import register
 from dashboard.queries import DashboardQueries
 from finsentry.config import Settings
 from finsentry.store import Store, posts
+
+log = logging.getLogger(__name__)
 
 
 class DashboardConfigError(ValueError):
@@ -88,12 +91,17 @@ def _add_probes(server: flask.Flask, store: Store) -> None:
 
     @server.route("/ready")
     def _ready() -> tuple[flask.Response, int]:
-        """Ready when the store answers a query on its posts table (schema in place)."""
+        """Ready when the store answers a query on its posts table (schema in place).
+
+        Anyone may ask (no login), so the answer names no host, user or SQL: the reason
+        goes to the dashboard's log."""
         try:
             with store.engine.connect() as conn:
                 conn.execute(sqlalchemy.select(posts.c.id).limit(1))
         except sqlalchemy.exc.SQLAlchemyError as exc:
-            return flask.jsonify(status="failing", detail=f"store: {exc}"), 503
+            log.warning("/ready: the store does not answer: %s", store.redact(str(exc)))
+            detail = "store does not answer (the dashboard's log says why)"
+            return flask.jsonify(status="failing", detail=detail), 503
         return flask.jsonify(status="ok", detail="store answers"), 200
 
 

@@ -9,6 +9,7 @@ away the analyst's zoom.
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 import pandas as pd
@@ -34,12 +35,16 @@ def _values(column: pd.Series) -> list[float | None]:
 
 
 def empty_figure(message: str) -> Figure:
+    """A blank figure saying ``message``, escaped: plotly renders annotation text as HTML
+    (links included), and the message may carry a key taken from the URL."""
     return {
         "data": [],
         "layout": {
             "xaxis": {"visible": False},
             "yaxis": {"visible": False},
-            "annotations": [{"text": message, "showarrow": False, "font": {"size": 16}}],
+            "annotations": [
+                {"text": html.escape(message), "showarrow": False, "font": {"size": 16}}
+            ],
             "margin": {"l": 20, "r": 20, "t": 30, "b": 20},
         },
     }

@@ -79,6 +79,8 @@ SORTABLE: Final = (
     "topic",
     "model_version",
 )
+# The largest OFFSET a page may reach: within PostgreSQL's bigint and SQLite's integer.
+MAX_OFFSET: Final = 2**62
 ALERT_COLUMNS: Final = (
     "id",
     "key",
@@ -316,6 +318,9 @@ class DashboardQueries:
         anyway, so the total then comes from the same pass (``count(*) over ()``).
         """
         column, descending = sort
+        # Clamped before any query: "prev" on the first page asks for page -1, a negative
+        # OFFSET that PostgreSQL refuses, and a huge page overflows its bigint OFFSET.
+        page = max(0, min(page, MAX_OFFSET // page_size))
         if column not in SORTABLE:
             raise QueryError(f"cannot sort posts by {column!r}; choose one of {SORTABLE}")
         base = _posts_for_key(key, start, end)

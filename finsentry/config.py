@@ -16,7 +16,6 @@ import tomllib
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -381,17 +380,9 @@ class Settings(BaseSettings):
         return self.kafka_topic_partitions.get(name, self.kafka_partitions)
 
     def masked_dump(self) -> dict[str, Any]:
-        """Effective settings, safe to print or log: secrets and URL passwords masked."""
-        dump: dict[str, Any] = {}
-        for name in type(self).model_fields:
-            value = getattr(self, name)
-            if isinstance(value, SecretStr):
-                value = "**********"
-            elif isinstance(value, Path):
-                value = str(value)
-            elif isinstance(value, str):
-                value = mask_url_password(value)
-            dump[name] = value
+        """Effective settings, safe to print or log: secrets, URL passwords and query values
+        masked, in nested values (the RSS feeds) too."""
+        dump = {name: _masked(getattr(self, name)) for name in type(self).model_fields}
         dump["effective_bootstrap_servers"] = mask_url_password(self.bootstrap_servers)
         dump["effective_store_url"] = mask_url_password(self.database_url)
         return dump
@@ -425,15 +416,65 @@ def cron_trigger(expression: str, timezone: str) -> CronTrigger:
         raise ValueError(f"cron expression {expression!r}: {exc}") from exc
 
 
+def _userinfo_split(value: str) -> tuple[str, str, str] | None:
+    """``scheme://userinfo@rest`` as its three parts, the userinfo up to the authority's last
+    ``@`` (a password with an unencoded ``@`` or ``/`` still counts whole); None without one."""
+    scheme, sep, after = value.partition("://")
+    if not sep:
+        return None
+    authority_end = len(after)
+    for stop in "?#":
+        if stop in after:
+            authority_end = min(authority_end, after.index(stop))
+    userinfo, at, rest = after[:authority_end].rpartition("@")
+    if not at:
+        return None
+    return f"{scheme}://", userinfo, rest + after[authority_end:]
+
+
+def url_password(value: str) -> str:
+    """The password a URL carries as written (``""`` when none): what logs must not show."""
+    parts = _userinfo_split(value)
+    if parts is None:
+        return ""
+    return parts[1].partition(":")[2]
+
+
 def mask_url_password(value: str) -> str:
-    """``postgresql://u:secret@h/db`` -> ``postgresql://u:***@h/db``; other strings unchanged."""
-    if "://" not in value or "@" not in value:
+    """``postgresql://u:secret@h/db`` -> ``postgresql://u:***@h/db``, and every query value
+    masked (feeds and webhooks carry tokens there: ``?token=***``); other strings unchanged."""
+    if "://" not in value:
         return value
-    parts = urlsplit(value)
-    if parts.password is None:
+    parts = _userinfo_split(value)
+    if parts is not None and ":" in parts[1]:
+        user = parts[1].partition(":")[0]
+        value = f"{parts[0]}{user}:***@{parts[2]}"
+    head, question, query = value.partition("?")
+    if not question:
         return value
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    query, hash_, fragment = query.partition("#")
+    masked = "&".join(
+        f"{name}=***" if eq else name
+        for name, eq, _ in (item.partition("=") for item in query.split("&"))
+    )
+    return f"{head}?{masked}{hash_}{fragment}"
+
+
+def _masked(value: Any) -> Any:
+    """A setting's value as the masked dump shows it (secrets and URL credentials hidden)."""
+    if isinstance(value, SecretStr):
+        return "**********"
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, str):
+        return mask_url_password(value)
+    if isinstance(value, BaseModel):
+        return {name: _masked(item) for name, item in value.model_dump().items()}
+    if isinstance(value, tuple | list):
+        return [_masked(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _masked(item) for key, item in value.items()}
+    return value
 
 
 def load_settings(**overrides: Any) -> Settings:

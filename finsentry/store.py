@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from sqlalchemy import (
     JSON,
@@ -52,8 +53,9 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.sql.elements import ColumnElement
 
+from finsentry.config import mask_url_password, url_password
 from finsentry.rollups import HOUR, RESOLUTIONS, bucket_of, from_epoch
-from finsentry.schema import Alert, Post, ScoredPost, SignalPoint
+from finsentry.schema import SENTIMENTS, TOPICS, Alert, Post, ScoredPost, SignalPoint
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -264,6 +266,10 @@ VERDICT_COLUMNS = ("sentiment", "sentiment_probs", "score", "topic", "topic_prob
 DELIVERY_STATUSES = ("pending", "retrying", "delivered", "failed")
 RETRAIN_DECISIONS = ("running", "promoted", "rejected", "skipped", "interrupted", "failed")
 FEEDBACK_FIELDS = ("sentiment", "topic")
+FEEDBACK_LABELS = {"sentiment": SENTIMENTS, "topic": TOPICS}
+# The width of feedback.user: checked here, since SQLite stores any length and PostgreSQL
+# answers a longer name with a DataError the dashboard would not catch.
+FEEDBACK_MAX_USER = 200
 
 
 class StoreError(RuntimeError):
@@ -282,9 +288,11 @@ def sql_epoch_seconds(column: Any, dialect: str) -> ColumnElement[int]:
 
 
 def _set_sqlite_pragmas(dbapi_conn: DBAPIConnection, record: ConnectionPoolEntry) -> None:
+    # FULL, not WAL's usual NORMAL: the worker commits its Kafka offsets once the store
+    # write returns, so a commit that a power loss could still roll back would lose posts.
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 
@@ -302,7 +310,18 @@ def make_engine(url: str) -> Engine:
         if url.startswith("postgresql://"):
             url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
         return create_engine(url, pool_pre_ping=True)
-    raise StoreError(f"unsupported store URL {url!r}: use sqlite:///PATH or postgresql://...")
+    raise StoreError(
+        f"unsupported store URL {mask_url_password(url)!r}: use sqlite:///PATH or postgresql://..."
+    )
+
+
+def redact_url_password(text: str, url: str) -> str:
+    """``text`` with the password of ``url`` (as written and percent-decoded) masked: for
+    driver errors and logs, which may quote a connection string or a host parsed from it."""
+    password = url_password(url)
+    for secret in {password, unquote(password)} - {""}:
+        text = text.replace(secret, "***")
+    return text
 
 
 @dataclass(frozen=True)
@@ -333,6 +352,10 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def redact(self, text: str) -> str:
+        """``text`` (an error, a log line) without this store's database password."""
+        return redact_url_password(text, self.url)
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
@@ -607,6 +630,15 @@ class Store:
         """Store an analyst's correction; the old label is read from the post itself."""
         if field not in FEEDBACK_FIELDS:
             raise StoreError(f"feedback field {field!r} is not one of {FEEDBACK_FIELDS}")
+        if new_label not in FEEDBACK_LABELS[field]:
+            raise StoreError(
+                f"feedback label {new_label[:80]!r} is not a {field}: one of "
+                f"{FEEDBACK_LABELS[field]}"
+            )
+        if not user.strip() or len(user) > FEEDBACK_MAX_USER:
+            raise StoreError(
+                f"feedback user must be 1 to {FEEDBACK_MAX_USER} characters, got {len(user)}"
+            )
         with self.begin() as conn:
             old = conn.execute(select(posts.c[field]).where(posts.c.id == post_id)).first()
             if old is None:

@@ -109,3 +109,28 @@ def test_ready_fails_when_the_store_does_not_answer(tmp_path):
     finally:
         server.stop()
         broken.close()
+
+
+def test_ready_tells_an_anonymous_caller_nothing_about_the_database(
+    postgres_url: str, tmp_path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The failure text named the database host, user and SQL to anyone who asked; it now
+    goes to the log only (without the password)."""
+    from finsentry.store import Store
+
+    # A real server, a database that does not exist on it, a password to keep out of logs.
+    url = postgres_url.replace("finsentry@", "finsentry:pw-0f-db@").rsplit("/", 1)[0]
+    broken = Store(f"{url}/no_such_db", create=False)
+    server = DashboardServer(create_app(broken, load_settings(data_dir=tmp_path))).start()
+    try:
+        try:
+            urllib.request.urlopen(server.url + "/ready", timeout=10)
+        except urllib.error.HTTPError as exc:
+            status, body = exc.code, exc.read().decode()
+        assert status == 503
+        assert "no_such_db" not in body and "127.0.0.1" not in body and "SELECT" not in body
+        assert "finsentry" not in body and "store does not answer" in body
+        assert "no_such_db" in caplog.text and "pw-0f-db" not in caplog.text
+    finally:
+        server.stop()
+        broken.close()

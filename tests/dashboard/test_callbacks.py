@@ -97,6 +97,15 @@ def test_key_view_draws_the_baseline_band_on_the_spike_metric(queries, settings)
     assert alert_path(TSLA_ALERT) in {link.href for link in _find(alerts, dcc.Link)}
 
 
+def test_a_key_from_the_url_is_escaped_in_the_figure_message(queries, settings):
+    """Plotly renders annotation text as HTML with links: a crafted /key/ URL drew a link
+    (``javascript:`` included) into the page before the message was escaped."""
+    key = 'ticker:<a href="javascript:alert(1)">X</a>'
+    figure, _ = callbacks.key_view(queries, settings, key, "hour", None, None)
+    text = figure["layout"]["annotations"][0]["text"]
+    assert "<a" not in text and "&lt;a href=&quot;javascript:alert(1)&quot;&gt;" in text
+
+
 def test_posts_view_pages_and_labels(queries):
     table, label, page = callbacks.posts_view(
         queries, "ticker:TSLA", "hour", None, None, PostFilter(), "published_at", "desc", 1, 10

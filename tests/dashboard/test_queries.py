@@ -98,6 +98,15 @@ def test_page_beyond_the_end_is_clamped(queries):
     assert queries.posts_page("ticker:TSLA", T0, END, page=99, page_size=10).page == 2
 
 
+@pytest.mark.parametrize("sort", [("published_at", True), ("score", False)])
+@pytest.mark.parametrize(("asked", "shown"), [(-1, 0), (-(10**30), 0), (10**30, 2)])
+def test_page_outside_the_range_is_clamped_before_the_query(queries, sort, asked, shown):
+    """ "prev" on the first page asked PostgreSQL for a negative OFFSET (an uncaught
+    DataError) and a huge page overflowed the OFFSET on both databases."""
+    page = queries.posts_page("ticker:TSLA", T0, END, sort=sort, page=asked, page_size=10)
+    assert page.page == shown and len(page.rows) == (10 if shown == 0 else 5)
+
+
 def test_sort_by_score_ascending(queries):
     rows = queries.posts_page("ticker:TSLA", T0, END, sort=("score", False), page_size=30).rows
     assert rows["score"].tolist() == sorted(rows["score"].tolist())

@@ -110,6 +110,25 @@ def test_masked_dump_hides_secrets() -> None:
     assert "postgresql://finsentry:***@db:5432/finsentry" in text
 
 
+def test_masked_dump_hides_credentials_in_every_url() -> None:
+    """Feed tokens (nested in ingest_rss_feeds, or in a query string) and a password with an
+    unencoded ``@`` or ``/`` were printed by ``finsentry config`` before."""
+    settings = load_settings(
+        ingest_rss_feeds=[
+            {"name": "paid", "url": "https://feeds.example/rss?token=t0k3nA&fmt=xml#top"},
+            {"name": "basic", "url": "https://reader:pw0rdB@feeds.example/rss"},
+        ],
+        alerts_dashboard_url="https://desk:d4shC@dash.example/?key=k3yD",
+        store_url="postgresql://finsentry:s3c@r/tE@db:5432/finsentry",
+    )
+    text = json.dumps(settings.masked_dump(), default=str)
+    for secret in ("t0k3nA", "pw0rdB", "d4shC", "k3yD", "s3c@r/tE", "r/tE"):
+        assert secret not in text
+    assert "https://feeds.example/rss?token=***&fmt=***#top" in text
+    assert "https://reader:***@feeds.example/rss" in text
+    assert "postgresql://finsentry:***@db:5432/finsentry" in text
+
+
 def test_mask_url_password_leaves_plain_values() -> None:
     assert mask_url_password("127.0.0.1:9092") == "127.0.0.1:9092"
     assert mask_url_password("sqlite:///var/x.db") == "sqlite:///var/x.db"

@@ -354,6 +354,34 @@ def test_delivery_log_has_one_row_per_alert_and_channel(store: Store) -> None:
         store.record_delivery(alert, "slack", "lost", attempts=1)
 
 
+def test_sqlite_syncs_every_commit(tmp_path: Path) -> None:
+    """synchronous=FULL: in WAL mode NORMAL may roll back the last commits on power loss,
+    yet the worker commits its Kafka offsets as soon as the store write returns."""
+    db = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    try:
+        with db.engine.connect() as conn:
+            assert conn.execute(text("PRAGMA synchronous")).scalar_one() == 2  # FULL
+            assert conn.execute(text("PRAGMA journal_mode")).scalar_one() == "wal"
+    finally:
+        db.close()
+
+
+def test_store_errors_and_redaction_never_show_the_database_password() -> None:
+    with pytest.raises(StoreError, match="unsupported store URL") as caught:
+        Store("mysql://finsentry:s3cr3t@db/finsentry")
+    assert "s3cr3t" not in str(caught.value) and "finsentry:***@db" in str(caught.value)
+    url = "postgresql://finsentry:p%40ss%2Fw0rd@127.0.0.1:1/finsentry"
+    store = Store(url, create=False)
+    try:
+        said = store.redact(f"connect to {url} failed (password 'p@ss/w0rd' rejected)")
+        assert said == (
+            "connect to postgresql://finsentry:***@127.0.0.1:1/finsentry failed "
+            "(password '***' rejected)"
+        )
+    finally:
+        store.close()
+
+
 def test_feedback_records_old_and_new_label(store: Store) -> None:
     store.upsert_posts([make_scored(1)])
     store.add_feedback("webhook:1", "sentiment", "positive", user="ana")
@@ -367,6 +395,27 @@ def test_feedback_records_old_and_new_label(store: Store) -> None:
         store.add_feedback("missing", "topic", "Earnings", user="ana")
     with pytest.raises(StoreError, match="feedback field"):
         store.add_feedback("webhook:1", "tickers", "X", user="ana")
+
+
+@pytest.mark.parametrize(
+    ("field", "label", "user", "message"),
+    [
+        ("sentiment", "Earnings", "ana", "is not a sentiment"),
+        ("topic", "negative", "ana", "is not a topic"),
+        ("sentiment", "<script>" * 1000, "ana", "is not a sentiment"),
+        ("sentiment", "positive", "a" * 201, "1 to 200 characters, got 201"),
+        ("sentiment", "positive", "  ", "1 to 200 characters"),
+    ],
+)
+def test_feedback_refuses_unknown_labels_and_overlong_names(
+    store: Store, field: str, label: str, user: str, message: str
+) -> None:
+    """The browser offers only known labels, but a caller can post anything to the callback:
+    before these checks SQLite stored it and PostgreSQL raised an uncaught DataError."""
+    store.upsert_posts([make_scored(1)])
+    with pytest.raises(StoreError, match=message):
+        store.add_feedback("webhook:1", field, label, user=user)
+    assert store.feedback_labels() == []
 
 
 def test_exactly_one_current_model(store: Store) -> None:

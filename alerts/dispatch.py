@@ -121,6 +121,12 @@ class Dispatcher:
         for record in self._store.deliveries_with_status(UNFINISHED):
             channel, _, route_name = record.channel.partition(":")
             route = self._routing.route(route_name)
+            if record.attempts >= self._policy.max_attempts:
+                # Counted in the store before each send: a service that keeps dying while
+                # (or after) sending stops here instead of sending on every restart.
+                error = f"gave up after {record.attempts} attempts (counted across restarts)"
+                self._fail([record.alert_id], record.channel, record.attempts, error)
+                continue
             if route is None or channel not in route.channels:
                 error = f"route channel {record.channel!r} is no longer configured"
                 self._fail([record.alert_id], record.channel, record.attempts, error)
@@ -168,6 +174,10 @@ class Dispatcher:
     def _attempt(self, job: _Job, now: datetime) -> Outcome:
         batch = job.batch
         job.attempts += 1
+        for alert in batch.alerts:
+            self._store.count_delivery_attempt(
+                alert.id, batch.channel_id, job.prior.get(alert.id, 0) + job.attempts
+            )
         ids = [a.id for a in batch.alerts]
         notifier = self._notifiers[batch.channel]
         content = build_content(batch, self._dashboard_url)
@@ -200,9 +210,10 @@ class Dispatcher:
     def _retry(self, job: _Job, now: datetime, error: str, retry_after_s: float | None) -> Outcome:
         batch = job.batch
         ids = tuple(a.id for a in batch.alerts)
-        delay = self._policy.delay(job.attempts, retry_after_s)
+        attempts = self._attempts(job)
+        delay = self._policy.delay(attempts, retry_after_s)
         if delay is None:
-            error = f"gave up after {job.attempts} attempts: {error}"
+            error = f"gave up after {attempts} attempts: {error}"
             return self._fail(list(ids), batch.channel_id, job.attempts, error, job)
         job.due = now + delay
         self._jobs.append(job)
@@ -216,6 +227,12 @@ class Dispatcher:
             error,
         )
         return Outcome(batch.channel_id, ids, "retrying", job.attempts, error)
+
+    @staticmethod
+    def _attempts(job: _Job) -> int:
+        """The batch's attempts so far, earlier processes' included, by its most tried alert:
+        no alert is sent more than ``max_attempts`` times, however often the service restarts."""
+        return max(job.prior.get(alert.id, 0) for alert in job.batch.alerts) + job.attempts
 
     def _record(self, job: _Job, status: str, error: str | None) -> None:
         for alert in job.batch.alerts:

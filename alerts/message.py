@@ -154,7 +154,10 @@ def slack_payload(content: Content) -> dict[str, Any]:
             ],
         }
     )
-    return {"text": _clip(f"{content.headline}: {stats_text(lead)}", 300), "blocks": blocks}
+    # ``text`` is mrkdwn too (the notification and clients without blocks show it), and the
+    # headline carries the key: escaped like every other untrusted value.
+    text = slack_escape(_clip(f"{content.headline}: {stats_text(lead)}", 300))
+    return {"text": text, "blocks": blocks}
 
 
 def _slack_evidence(item: Evidence) -> str:

@@ -102,6 +102,17 @@ class EmailNotifier:
                 "alerts_smtp_username is set but no SMTP password: set "
                 "FINSENTRY_ALERTS_SMTP_PASSWORD or smtp_password in alerts_secrets_file"
             )
+        if (
+            settings.alerts_smtp_username
+            and settings.alerts_smtp_security == "none"
+            and not settings.alerts_smtp_allow_plaintext_auth
+        ):
+            raise SecretsError(
+                f"refusing to send the SMTP password to {settings.alerts_smtp_host}:"
+                f"{settings.alerts_smtp_port} over a connection without TLS "
+                "(alerts_smtp_security = none): use starttls or tls, or set "
+                "FINSENTRY_ALERTS_SMTP_ALLOW_PLAINTEXT_AUTH=true for a trusted local relay"
+            )
         self._settings = settings
         self._password = password
 

@@ -11,7 +11,9 @@ from finsentry.config import Settings
 @dataclass(frozen=True)
 class RetryPolicy:
     """Wait ``base * factor**(attempt-1)``, capped at ``max``; the peer's Retry-After wins
-    when it asks for longer. After ``max_attempts`` attempts a delivery is given up."""
+    when it asks for longer, up to ``max`` too (a peer asking for years, or for more seconds
+    than a timedelta holds, must not park or crash the service). After ``max_attempts``
+    attempts, counted across restarts by the caller, a delivery is given up."""
 
     base_s: float = 2.0
     factor: float = 2.0
@@ -40,5 +42,5 @@ class RetryPolicy:
                 break
             backoff = min(backoff * self.factor, self.max_s)
         if retry_after_s is not None:
-            backoff = max(backoff, retry_after_s)
+            backoff = max(backoff, min(retry_after_s, self.max_s))
         return timedelta(seconds=backoff)

@@ -274,6 +274,9 @@ class Settings(BaseSettings):
     alerts_smtp_port: int = Field(default=587, ge=1, le=65535)
     alerts_smtp_security: Literal["starttls", "tls", "none"] = "starttls"
     alerts_smtp_ca_file: Path | None = None
+    # A login over a connection without TLS shows the password to the network: refused
+    # unless set (a relay on the same host, say).
+    alerts_smtp_allow_plaintext_auth: bool = False
     alerts_smtp_username: str | None = None
     alerts_smtp_password: SecretStr | None = None
     alerts_smtp_from: str = "finsentry <finsentry@localhost>"

@@ -595,6 +595,16 @@ class Store:
         with self.begin() as conn:
             self._upsert(conn, deliveries, [row], ["alert_id", "channel"])
 
+    def count_delivery_attempt(self, alert_id: str, channel: str, attempts: int) -> None:
+        """Note that attempt number ``attempts`` is about to be made, before it is made: a
+        process that dies while sending still has it counted after the restart."""
+        with self.begin() as conn:
+            conn.execute(
+                update(deliveries)
+                .where(deliveries.c.alert_id == alert_id, deliveries.c.channel == channel)
+                .values(attempts=attempts, updated_at=_now())
+            )
+
     def get_delivery(self, alert_id: str, channel: str) -> DeliveryRecord | None:
         query = select(deliveries).where(
             deliveries.c.alert_id == alert_id, deliveries.c.channel == channel

@@ -12,6 +12,7 @@ import pytest
 from pydantic import SecretStr
 
 from alerts.dispatch import Dispatcher
+from alerts.errors import SecretsError
 from alerts.notifiers import EmailNotifier, Notifier, SlackNotifier
 from alerts.retry import RetryPolicy
 from alerts.routing import build_routing
@@ -159,6 +160,17 @@ def test_slack_escapes_untrusted_titles_and_drops_unsafe_links(
     assert "javascript" not in text and "<https://x.example" not in text
 
 
+def test_slack_escapes_the_key_in_the_notification_text(store: Store, slack: FakeSlack) -> None:
+    """The top-level ``text`` (what a notification shows) carried the key unescaped, so a
+    source named ``<!channel>`` pinged the whole channel."""
+    dispatcher = slack_dispatcher(store, slack)
+    dispatcher.accept(make_alert("source:<!channel>&<https://evil|x>"), T0)
+    dispatcher.tick(T0 + 30 * S)
+    text = slack.payloads()[0]["text"]
+    assert "source:&lt;!channel&gt;&amp;&lt;https://evil|x&gt;: negative sentiment spike" in text
+    assert "<" not in text and ">" not in text
+
+
 def test_burst_of_fifty_alerts_is_one_message(store: Store, slack: FakeSlack) -> None:
     dispatcher = slack_dispatcher(store, slack)
     alerts = [make_alert("ticker:TSLA", window=i, z=3 + i / 10) for i in range(50)]
@@ -210,6 +222,22 @@ def test_429_waits_for_retry_after(store: Store, slack: FakeSlack) -> None:
     (second,) = dispatcher.tick(T0 + 37 * S)
     assert second.status == "delivered"
     assert slack.answered_ok == 1 and len(slack.requests) == 2
+
+
+@pytest.mark.parametrize("retry_after", ["999999999", "99999999999999999999"])
+def test_retry_after_is_capped_at_the_longest_backoff(
+    store: Store, slack: FakeSlack, retry_after: str
+) -> None:
+    """A peer asking for 31 years parked the delivery that long; one asking for more seconds
+    than a timedelta holds raised OverflowError out of tick(), which stopped the service."""
+    slack.script = [SlackReply(status=429, headers={"Retry-After": retry_after})]
+    dispatcher = slack_dispatcher(store, slack)
+    dispatcher.accept(make_alert(), T0)
+    (first,) = dispatcher.tick(T0 + 30 * S)
+    assert first.status == "retrying"
+    assert dispatcher.next_wake() == T0 + 30 * S + POLICY.max_s * S
+    (second,) = dispatcher.tick(T0 + 40 * S)
+    assert second.status == "delivered"
 
 
 def test_hanging_peer_times_out_then_delivers(store: Store, slack: FakeSlack) -> None:
@@ -316,6 +344,73 @@ def test_restart_keeps_attempt_count_of_retrying(store: Store, slack: FakeSlack)
     assert record is not None and (record.status, record.attempts) == ("delivered", 2)
 
 
+def test_a_crash_looping_service_stops_retrying(store: Store, slack: FakeSlack) -> None:
+    """Each restart began counting attempts from one again, so a service that died after
+    every attempt retried forever; the store's count now decides (max_attempts 4)."""
+    slack.script = [SlackReply(status=503) for _ in range(20)]
+    alert = make_alert()
+    first = slack_dispatcher(store, slack)
+    first.accept(alert, T0)
+    now = T0 + 30 * S
+    for _restart in range(8):
+        dispatcher = slack_dispatcher(store, slack)
+        dispatcher.recover(now)
+        wake = dispatcher.next_wake()
+        if wake is not None:
+            now = max(now, wake)
+            dispatcher.tick(now)
+        dispatcher.close()  # the process dies before the retry
+        now += 60 * S
+    assert len(slack.requests) == 4
+    record = store.get_delivery(alert.id, "slack:desk")
+    assert record is not None and (record.status, record.attempts) == ("failed", 4)
+
+
+class _DiesWhileSending:
+    """A notifier whose process is killed in the middle of every send."""
+
+    channel = "slack"
+
+    def __init__(self) -> None:
+        self.sends = 0
+
+    def send(self, content: Any, route: Any) -> str | None:
+        self.sends += 1
+        raise SystemExit("killed while sending")
+
+    def close(self) -> None:
+        """Nothing held."""
+
+
+def test_an_attempt_is_counted_before_it_is_made(store: Store) -> None:
+    """A service killed while sending recorded nothing, so it sent again on every restart."""
+    notifier = _DiesWhileSending()
+    alert = make_alert()
+    now = T0
+    for restart in range(8):
+        dispatcher = Dispatcher(
+            store,
+            routing(["slack"]),
+            {"slack": notifier},
+            policy=POLICY,
+            dashboard_url=DASHBOARD,
+            secrets=AlertSecrets(slack_webhook_url=None, smtp_password=None),
+        )
+        if restart == 0:
+            dispatcher.accept(alert, now)
+        dispatcher.recover(now)
+        wake = dispatcher.next_wake()
+        if wake is not None:
+            now = max(now, wake)
+            with pytest.raises(SystemExit):
+                dispatcher.tick(now)
+        now += 60 * S
+    assert notifier.sends == 4
+    record = store.get_delivery(alert.id, "slack:desk")
+    assert record is not None and record.status == "failed"
+    assert record.error == "gave up after 4 attempts (counted across restarts)"
+
+
 # E-mail -----------------------------------------------------------------------------------
 def test_email_multipart_headers_and_content(store: Store, smtp_plain: SmtpPeer) -> None:
     dispatcher = email_dispatcher(store, smtp_settings(smtp_plain))
@@ -387,6 +482,18 @@ def test_email_wrong_password_is_permanent_and_masked(
     assert outcome.status == "failed" and "535" in (outcome.error or "")
     assert "not-the-password" not in caplog.text
     assert smtp_starttls.recorder.messages == []
+
+
+def test_smtp_password_without_tls_is_refused_unless_allowed(smtp_plain: SmtpPeer) -> None:
+    """With alerts_smtp_security = none the login went out in clear text, unasked."""
+    settings = smtp_settings(smtp_plain, "none", alerts_smtp_username=SMTP_USER)
+    with pytest.raises(SecretsError, match="over a connection without TLS"):
+        EmailNotifier(settings, SecretStr(SMTP_PASSWORD))
+    allowed = smtp_settings(
+        smtp_plain, "none", alerts_smtp_username=SMTP_USER, alerts_smtp_allow_plaintext_auth=True
+    )
+    EmailNotifier(allowed, SecretStr(SMTP_PASSWORD)).close()
+    EmailNotifier(smtp_settings(smtp_plain, "none"), None).close()
 
 
 def test_smtp_refuses_then_accepts(store: Store, smtp_plain: SmtpPeer) -> None:

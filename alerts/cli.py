@@ -24,6 +24,7 @@ alerts_app = typer.Typer(help="Slack and e-mail alerts: the service, a test send
 def run() -> None:
     """Consume the alerts topic and deliver by the routing rules until SIGINT/SIGTERM."""
     from alerts.service import run_service
+    from finsentry.kafka_auth import KafkaAccessError
 
     settings = settings_or_exit()
     logging.basicConfig(
@@ -34,7 +35,7 @@ def run() -> None:
         signal.signal(signum, lambda *_: stop.set())
     try:
         counters = run_service(settings, stop)
-    except AlertsError as exc:
+    except (AlertsError, KafkaAccessError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     typer.echo(

@@ -29,6 +29,7 @@ from alerts.routing import Channel, RoutingConfig, default_routing, load_routing
 from alerts.secrets import AlertSecrets, resolve_secrets
 from finsentry.config import Settings
 from finsentry.health import HealthServer
+from finsentry.kafka_auth import client_options, stop_if_refused
 from finsentry.schema import Alert, SchemaError
 from finsentry.store import Store
 
@@ -237,6 +238,7 @@ def make_consumer(settings: Settings) -> Any:
     topic = settings.topic("alerts")
     consumer = KafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
+        **client_options(settings),
         group_id=settings.alerts_consumer_group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -255,7 +257,9 @@ def make_consumer(settings: Settings) -> Any:
 def make_producer(settings: Settings) -> Any:
     from kafka import KafkaProducer
 
-    return KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    return KafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers, acks="all", **client_options(settings)
+    )
 
 
 def run_service(settings: Settings, stop: threading.Event) -> Counters:
@@ -267,6 +271,7 @@ def run_service(settings: Settings, stop: threading.Event) -> Counters:
         return opened[0]
 
     try:
+        stop_if_refused(settings, log)
         dispatcher = build_dispatcher(settings, open_store)
         service = AlertService(
             settings,

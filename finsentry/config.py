@@ -128,6 +128,17 @@ class Settings(BaseSettings):
     kafka_jar_cache: Path = Path.home() / ".cache" / "finsentry" / "kafka"
     kafka_heap: str = Field(default="512m", pattern=r"^\d+[kmgKMG]$")
     kafka_start_timeout_s: float = Field(default=90.0, gt=0)
+    # Authentication and encryption, for every client (finsentry/kafka_auth.py); the embedded
+    # broker serves the same protocol, with the SASL user below as its only user.
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SSL", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    # TLS: the CA that signed the brokers' certificates (unset: the system's), and a client
+    # certificate and key (PEM) where the brokers ask for one.
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
 
     # Store: SQLAlchemy URL; unset means a SQLite file in data_dir.
     store_url: str | None = None
@@ -337,6 +348,19 @@ class Settings(BaseSettings):
                 f"METRIC accuracy or macro_f1; bad: {bad}"
             )
         return value
+
+    @model_validator(mode="after")
+    def _complete_kafka_auth(self) -> Settings:
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        if sasl and not (self.kafka_sasl_username and self.kafka_sasl_password):
+            raise ValueError(
+                f"kafka_security_protocol {self.kafka_security_protocol} needs "
+                "kafka_sasl_username and kafka_sasl_password (FINSENTRY_KAFKA_SASL_USERNAME, "
+                "FINSENTRY_KAFKA_SASL_PASSWORD)"
+            )
+        if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
+            raise ValueError("set both kafka_ssl_certfile and kafka_ssl_keyfile, or neither")
+        return self
 
     @model_validator(mode="after")
     def _distinct_kafka_ports(self) -> Settings:

@@ -31,6 +31,7 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from finsentry.config import Settings
+from finsentry.kafka_auth import client_options
 from finsentry.store import Store, alerts, posts, signal_points
 from finsentry.supervisor import ChildSpec, Supervisor
 from finsentry.up import PYTHON, alerts_not_configured, env_for
@@ -169,6 +170,7 @@ def caught_up(settings: Settings) -> bool:
     # Reads the group's committed offsets without joining the group.
     consumer = KafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
+        **client_options(settings),
         group_id=app_id(settings),
         enable_auto_commit=False,
     )

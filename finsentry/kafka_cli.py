@@ -10,6 +10,7 @@ from rich.table import Table
 
 from finsentry.cli_settings import settings_or_exit
 from finsentry.config import Settings
+from finsentry.kafka_auth import client_options
 from finsentry.localkafka import BrokerStatus, KafkaLauncherError, LocalKafka, broker_answers
 
 kafka_app = typer.Typer(
@@ -21,7 +22,7 @@ console = Console()
 def _external(settings: Settings) -> bool:
     if settings.embedded_kafka:
         return False
-    ok = broker_answers(settings.bootstrap_servers)
+    ok = broker_answers(settings.bootstrap_servers, options=client_options(settings))
     state = "answers" if ok else "does NOT answer"
     console.print(
         f"FINSENTRY_KAFKA_BOOTSTRAP={settings.bootstrap_servers}: external cluster, "

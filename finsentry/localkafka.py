@@ -18,11 +18,14 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
+from typing import Any
 
 from finsentry.config import REPO_ROOT, Settings
+from finsentry.kafka_auth import client_options
 from finsentry.runtime import pid_alive
 
 DEPLOY_DIR = REPO_ROOT / "deploy" / "kafka"
@@ -75,8 +78,11 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
-def broker_answers(bootstrap: str, timeout_s: float = 3.0) -> bool:
-    """True when a real metadata request to the bootstrap servers succeeds."""
+def broker_answers(
+    bootstrap: str, timeout_s: float = 3.0, options: Mapping[str, Any] | None = None
+) -> bool:
+    """True when a real metadata request to the bootstrap servers succeeds; ``options``
+    are the clients' security settings (finsentry.kafka_auth.client_options)."""
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
@@ -89,6 +95,7 @@ def broker_answers(bootstrap: str, timeout_s: float = 3.0) -> bool:
             request_timeout_ms=timeout_ms,
             bootstrap_timeout_ms=timeout_ms,
             client_id="finsentry-readiness",
+            **(options or {}),
         )
     except (KafkaError, OSError, ValueError):
         return False
@@ -142,6 +149,9 @@ class LocalKafka:
     @property
     def bootstrap(self) -> str:
         return self.settings.bootstrap_servers
+
+    def _options(self) -> dict[str, Any]:
+        return client_options(self.settings)
 
     # jars -------------------------------------------------------------------------------
     def jar_dir(self) -> Path:
@@ -199,10 +209,52 @@ class LocalKafka:
             controller_port=self.settings.kafka_controller_port,
             log_dirs=self.data_dir,
             partitions=self.settings.kafka_partitions,
+            protocol=self.settings.kafka_security_protocol,
+            sasl="\n".join(self._sasl_properties()),
         )
         self.home.mkdir(parents=True, exist_ok=True)
         self.properties_file.write_text(text, encoding="utf-8")
         return self.properties_file
+
+    def _sasl_user(self) -> tuple[str, str] | None:
+        """The one SASL user of the embedded broker (the clients' own), or None."""
+        s = self.settings
+        if not s.kafka_security_protocol.startswith("SASL_"):
+            return None
+        if s.kafka_sasl_username is None or s.kafka_sasl_password is None:
+            raise KafkaLauncherError("SASL needs kafka_sasl_username and kafka_sasl_password")
+        user, password = s.kafka_sasl_username, s.kafka_sasl_password.get_secret_value()
+        for name, value in (("kafka_sasl_username", user), ("kafka_sasl_password", password)):
+            if not re.fullmatch(r"[A-Za-z0-9_.~!#$%^&*+@:/?-]+", value):
+                raise KafkaLauncherError(
+                    f"{name} for the embedded broker may hold only letters, digits and "
+                    "_.~!#$%^&*+@:/?- (it is written into the broker's JAAS config)"
+                )
+        return user, password
+
+    def _sasl_properties(self) -> list[str]:
+        """PLAIN and SCRAM-SHA-512 on the client listener, for one user (SCRAM's is added to
+        the storage when it is formatted); TLS listeners are a real cluster's business."""
+        if self.settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+            raise KafkaLauncherError(
+                "the embedded broker serves PLAINTEXT or SASL_PLAINTEXT only; for TLS "
+                "(kafka_security_protocol SSL or SASL_SSL) point kafka_bootstrap at a cluster"
+            )
+        found = self._sasl_user()
+        if found is None:
+            return []
+        user, password = found
+        listener = "listener.name.sasl_plaintext"
+        return [
+            "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-512",
+            f"sasl.mechanism.inter.broker.protocol={self.settings.kafka_sasl_mechanism}",
+            f"{listener}.plain.sasl.jaas.config="
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'username="{user}" password="{password}" user_{user}="{password}";',
+            f"{listener}.scram-sha-512.sasl.jaas.config="
+            "org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{user}" password="{password}";',
+        ]
 
     def _java_command(self, lib: Path, main_class: str, *args: str) -> list[str]:
         return [
@@ -239,6 +291,7 @@ class LocalKafka:
             cluster_id,
             "-c",
             str(self.properties_file),
+            *self._scram_user_arguments(),
         )
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
@@ -246,6 +299,13 @@ class LocalKafka:
                 "formatting Kafka storage failed:\n" + (result.stdout + result.stderr)[-3000:]
             )
         return True
+
+    def _scram_user_arguments(self) -> list[str]:
+        found = self._sasl_user()
+        if found is None:
+            return []
+        user, password = found
+        return ["--add-scram", f"SCRAM-SHA-512=[name={user},password={password}]"]
 
     # process ----------------------------------------------------------------------------
     def pid(self) -> int | None:
@@ -263,7 +323,7 @@ class LocalKafka:
         pid = self.pid()
         return BrokerStatus(
             running=pid is not None,
-            ready=pid is not None and broker_answers(self.bootstrap),
+            ready=pid is not None and broker_answers(self.bootstrap, options=self._options()),
             pid=pid,
             bootstrap=self.bootstrap,
             data_dir=self.data_dir,
@@ -320,7 +380,7 @@ class LocalKafka:
                     f"last lines of {self.console_log} and {self.logs_dir / 'server.log'}:\n"
                     + self._log_tail()
                 )
-            if broker_answers(self.bootstrap, timeout_s=2.0):
+            if broker_answers(self.bootstrap, timeout_s=2.0, options=self._options()):
                 return
             time.sleep(0.25)
         self.stop()

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from finsentry.config import Settings
 from finsentry.health import http_ok
+from finsentry.kafka_auth import client_options
 from finsentry.localkafka import broker_answers
 from finsentry.runtime import pid_alive
 from finsentry.up import alerts_not_configured, running_supervisor, services, status_file
@@ -37,10 +38,16 @@ def _alive(pid: int | None) -> int | None:
 
 
 def _probe(
-    name: str, pid: int | None, where: str, health: str | None, ready: str | None, log: str
+    settings: Settings,
+    name: str,
+    pid: int | None,
+    where: str,
+    health: str | None,
+    ready: str | None,
+    log: str,
 ) -> Probe:
     if name == "kafka":
-        answers = broker_answers(where, timeout_s=2.0)
+        answers = broker_answers(where, timeout_s=2.0, options=client_options(settings))
         return Probe(name, _alive(pid), answers, answers, where, log)
     live = health is not None and http_ok(health)
     is_ready = ready is not None and http_ok(ready)
@@ -61,6 +68,7 @@ def probe_all(settings: Settings) -> tuple[list[Probe], str]:
         body = json.loads(status_file(settings).read_text(encoding="utf-8"))
         rows = [
             _probe(
+                settings,
                 row["name"],
                 row["pid"],
                 row["where"],
@@ -86,6 +94,7 @@ def probe_all(settings: Settings) -> tuple[list[Probe], str]:
             continue
         probes.append(
             _probe(
+                settings,
                 service.name,
                 _read_pid(service.pid_file),
                 service.where,

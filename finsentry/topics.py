@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from finsentry.config import Settings
+from finsentry.kafka_auth import client_options
 
 TOPIC_NAMES: Final = ("posts", "scored", "signals", "alerts", "deadletter", "model-updates")
 # The stream worker's own hops (see stream/agents.py); None means the configured count.
@@ -34,6 +35,7 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[TopicStat
 
     admin = KafkaAdminClient(
         bootstrap_servers=settings.bootstrap_servers,
+        **client_options(settings),
         request_timeout_ms=int(timeout_s * 1000),
         client_id="finsentry-topics",
     )

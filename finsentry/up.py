@@ -25,6 +25,7 @@ from rich.table import Table
 
 from finsentry.config import Settings
 from finsentry.health import http_ok
+from finsentry.kafka_auth import client_options
 from finsentry.localkafka import LocalKafka, broker_answers
 from finsentry.runtime import pid_alive
 from finsentry.supervisor import Backoff, ChildSpec, StartError, StatusRow, Supervisor
@@ -139,7 +140,7 @@ def child_specs(settings: Settings, table: list[Service]) -> list[ChildSpec]:
             bootstrap = settings.bootstrap_servers
 
             def ready(bootstrap: str = bootstrap) -> bool:
-                return broker_answers(bootstrap, timeout_s=2.0)
+                return broker_answers(bootstrap, timeout_s=2.0, options=client_options(settings))
 
             def on_ready() -> None:
                 ensure_topics(settings)

@@ -38,6 +38,18 @@ def command_settings() -> Settings:
     return settings
 
 
+def require_kafka(settings: Settings) -> None:
+    """Stop at once, saying why, when the brokers refuse this client's credentials or
+    protocol; an unreachable broker is only logged (the producer waits it out)."""
+    from finsentry.kafka_auth import KafkaAccessError, stop_if_refused
+
+    try:
+        stop_if_refused(settings, log)
+    except KafkaAccessError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
 def stop_on_signals() -> threading.Event:
     stop = threading.Event()
 
@@ -58,6 +70,7 @@ def _poll(settings: Settings, build: str, names: list[str]) -> None:
     from ingest.social import RedditPoller, StockTwitsPoller
     from ingest.tickers import default_extractor
 
+    require_kafka(settings)
     store = Store(settings.database_url)
     sink = KafkaPostSink(settings)
     client = make_client(settings)
@@ -144,6 +157,7 @@ def webhook(
     from ingest.webhook import make_app
 
     settings = command_settings()
+    require_kafka(settings)
     sink = KafkaPostSink(settings)
     try:
         web.run_app(
@@ -239,6 +253,7 @@ def replay(
     from ingest.tickers import default_extractor
 
     settings = command_settings()
+    require_kafka(settings)
     options = mapping_options(preset, map_, time_format, tz, source, kind)
     store = Store(settings.database_url)
     sink = KafkaPostSink(settings)

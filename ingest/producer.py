@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from finsentry.config import Settings
+from finsentry.kafka_auth import client_options
 from finsentry.schema import Post
 from ingest.sink import PublishError, story_key
 
@@ -57,6 +58,7 @@ class KafkaPostSink:
             "request_timeout_ms": request_ms,
             "bootstrap_timeout_ms": int(s.ingest_producer_max_block_s * 1000),
             "reconnect_backoff_max_ms": 2000,
+            **client_options(s),
         }
 
     def _get_producer(self) -> Any:

@@ -115,6 +115,19 @@ def _headline(test: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def registered_dir(settings: Settings, version: str) -> Path:
+    """The registry's directory for ``version``; RegistryError when the registry lacks it.
+
+    What a running worker loads for a ``model-updates`` message: the message only names a
+    version, so whoever can write to that topic cannot make workers load (and unpickle)
+    a directory of their choosing."""
+    store = Store(settings.database_url)
+    try:
+        return real_path(Registry(store).get(version)["path"])
+    finally:
+        store.close()
+
+
 def resolve_model_dir(settings: Settings) -> Path:
     """``model_path`` if set, else the registry's current version (the shipped one at first)."""
     if settings.model_path is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from finsentry.config import Settings
+from finsentry.kafka_auth import client_options
 from finsentry.schema import ModelUpdate
 from finsentry.topics import ensure_topics
 
@@ -24,6 +25,7 @@ def publish_model_update(settings: Settings, version: str, model_dir: Path) -> M
     ensure_topics(settings, timeout_s=PUBLISH_TIMEOUT_S)
     producer = KafkaProducer(
         bootstrap_servers=settings.bootstrap_servers,
+        **client_options(settings),
         client_id="finsentry-retrain",
         acks="all",
         max_block_ms=int(PUBLISH_TIMEOUT_S * 1000),

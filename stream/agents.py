@@ -20,7 +20,6 @@ import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any, NamedTuple, Protocol, cast
 
 import faust
@@ -65,7 +64,8 @@ class Scorer(Protocol):
 class WorkerContext:
     settings: Settings
     engine: Scorer
-    load_engine: Callable[[Path], Scorer]
+    # Loads the registry's directory of an update's version; LookupError for one it lacks.
+    load_engine: Callable[[ModelUpdate], Scorer]
     sink: StoreSink
     metrics: StreamMetrics
 
@@ -285,7 +285,11 @@ def register_agents(
                 continue
             if update.version == ctx.engine.version:
                 continue
-            new_engine = await asyncio.to_thread(ctx.load_engine, Path(update.path))
+            try:
+                new_engine = await asyncio.to_thread(ctx.load_engine, update)
+            except LookupError as exc:
+                log.error("ignoring model update for %r, not loaded: %s", update.version, exc)
+                continue
             old, ctx.engine = ctx.engine, new_engine
             metrics.model_version.clear()
             metrics.model_version.labels(new_engine.version).set(1)

@@ -11,6 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
 from finsentry.config import Settings
+from finsentry.kafka_auth import client_options, ssl_context, uses_sasl
 
 APP_ID = "finsentry"
 
@@ -59,9 +60,25 @@ def create_app(settings: Settings) -> faust.App:
         producer_acks=-1,
         producer_linger=settings.stream_producer_linger_ms / 1000,
         consumer_auto_offset_reset="earliest",
+        broker_credentials=broker_credentials(settings),
     )
     hold_fetching_until_seeked(app)
     return app
+
+
+def broker_credentials(settings: Settings) -> faust.auth.Credentials | None:
+    """The clients' SASL or TLS settings (finsentry/kafka_auth.py) as Faust takes them."""
+    context = ssl_context(settings)
+    if uses_sasl(settings) and settings.kafka_sasl_password is not None:
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password.get_secret_value(),
+            mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=context,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
 
 
 def hold_fetching_until_seeked(app: faust.App) -> None:
@@ -93,7 +110,10 @@ class GroupOffsets:
     async def committed(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
         """A partition the group never committed on is left out."""
         if self._admin is None:
-            admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.bootstrap_servers)
+            admin = AIOKafkaAdminClient(
+                bootstrap_servers=self.settings.bootstrap_servers,
+                **client_options(self.settings),
+            )
             await admin.start()
             self._admin = admin
         try:

@@ -20,6 +20,7 @@ from ingest.cli import (
     TzOption,
     command_settings,
     mapping_options,
+    require_kafka,
     stop_on_signals,
 )
 
@@ -76,6 +77,8 @@ def backfill(
     if notify and via_kafka:
         _fail("--notify and --via-kafka exclude each other: via Kafka the stream workers raise "
               "the alerts and the alerts service sends them")  # fmt: skip
+    if notify or via_kafka:
+        require_kafka(settings)
     try:
         time_range = TimeRange.parse(from_, to)
         files, skipped = expand_paths(paths)
@@ -162,9 +165,12 @@ def _alert_publisher(
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
+    from finsentry.kafka_auth import client_options
+
     try:
         producer = KafkaProducer(
             bootstrap_servers=settings.bootstrap_servers,
+            **client_options(settings),
             client_id="finsentry-backfill-alerts",
             acks="all",
             enable_idempotence=True,

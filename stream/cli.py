@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 
 import typer
 
@@ -14,14 +15,21 @@ def worker(
     import faust
 
     from finsentry.cli_settings import settings_or_exit
+    from finsentry.kafka_auth import KafkaAccessError, stop_if_refused
     from finsentry.store import Store
     from models.engine import load_engine
+    from models.registry import registered_dir
     from stream.agents import WorkerContext, register_agents
     from stream.app import create_app, declare_tables, declare_topics
     from stream.metrics import StreamMetrics
     from stream.sink import StoreSink
 
     settings = settings_or_exit()
+    try:
+        stop_if_refused(settings, logging.getLogger("stream"))
+    except KafkaAccessError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
     metrics = StreamMetrics()
     app = create_app(settings)
     topics = declare_topics(app, settings)
@@ -29,7 +37,7 @@ def worker(
     context = WorkerContext(
         settings=settings,
         engine=load_engine(settings),
-        load_engine=lambda path: load_engine(settings, path),
+        load_engine=lambda update: load_engine(settings, registered_dir(settings, update.version)),
         sink=StoreSink(Store(settings.database_url), metrics),
         metrics=metrics,
     )

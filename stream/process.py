@@ -15,6 +15,23 @@ from finsentry.topics import ensure_topics
 READY_LINE = "[^Worker]: Ready"
 
 
+def kafka_auth_env(settings: Settings) -> dict[str, str]:
+    """The Kafka security settings as FINSENTRY_* variables, for a child process."""
+    env = {
+        "FINSENTRY_KAFKA_SECURITY_PROTOCOL": settings.kafka_security_protocol,
+        "FINSENTRY_KAFKA_SASL_MECHANISM": settings.kafka_sasl_mechanism,
+    }
+    optional: dict[str, object] = {
+        "FINSENTRY_KAFKA_SASL_USERNAME": settings.kafka_sasl_username,
+        "FINSENTRY_KAFKA_SASL_PASSWORD": settings.kafka_sasl_password
+        and settings.kafka_sasl_password.get_secret_value(),
+        "FINSENTRY_KAFKA_SSL_CAFILE": settings.kafka_ssl_cafile,
+        "FINSENTRY_KAFKA_SSL_CERTFILE": settings.kafka_ssl_certfile,
+        "FINSENTRY_KAFKA_SSL_KEYFILE": settings.kafka_ssl_keyfile,
+    }
+    return env | {name: str(value) for name, value in optional.items() if value}
+
+
 class WorkerProcess:
     """One ``finsentry worker``; settings reach it through FINSENTRY_* variables."""
 
@@ -35,6 +52,7 @@ class WorkerProcess:
             "FINSENTRY_WORKER_WEB_PORT": str(self.web_port),
             "FINSENTRY_WINDOW_SIZE_S": str(settings.window_size_s),
             "FINSENTRY_ALLOWED_LATENESS_S": str(settings.allowed_lateness_s),
+            **kafka_auth_env(settings),
             **extra_env,
         }
         self.process: subprocess.Popen[bytes] | None = None

@@ -505,7 +505,7 @@ def _points(settings: Settings, before: datetime) -> list[tuple[object, ...]]:
 def test_hot_swap_between_batches(
     kafka_settings: Settings, tmp_path: Path, run_worker: list[WorkerProcess]
 ) -> None:
-    from models.registry import resolve_model_dir
+    from models.registry import Registry, resolve_model_dir
 
     settings = worker_settings(kafka_settings, tmp_path)
     current = resolve_model_dir(settings)
@@ -521,7 +521,21 @@ def test_hot_swap_between_batches(
     first = [make_post(n, t, minutes=n) for n, t in enumerate(titles[:100])]
     second = [make_post(100 + n, t, minutes=100 + n) for n, t in enumerate(titles[100:])]
     produce(settings, [p.to_json() for p in first])
-    update = ModelUpdate(version="hot-swap-test", path=str(candidate))
+    # A version the registry lacks is never loaded, whatever directory the message names
+    # (before, the worker loaded any path it was sent).
+    unknown = ModelUpdate(version="not-registered", path=str(candidate))
+    produce(settings, [unknown.to_json()], topic="model-updates")
+    wait_until(
+        lambda: "ignoring model update for 'not-registered'" in worker.tail(400), 60, "refusal"
+    )
+    assert _health(worker)["model_version"] == old_version
+    store = Store(settings.database_url)
+    try:
+        Registry(store).register(candidate)
+    finally:
+        store.close()
+    # The registry's directory is what loads: the message's path is not used.
+    update = ModelUpdate(version="hot-swap-test", path=str(tmp_path / "elsewhere"))
     produce(settings, [update.to_json()], topic="model-updates")
     wait_until(lambda: _health(worker)["model_version"] == "hot-swap-test", 120, "the swap")
     produce(settings, [p.to_json() for p in second])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 from finsentry.config import Settings
@@ -52,11 +53,40 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
+# SASL passwords in use: kafka-python logs them in clear at DEBUG (a client's whole
+# configuration when it starts, a PLAIN login's bytes), so its records are masked as they
+# are made, before any filter or handler of whatever logger sees them.
+_secrets: set[str] = set()
+
+
+def _masking_factory(
+    make: Callable[..., logging.LogRecord],
+) -> Callable[..., logging.LogRecord]:
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make(*args, **kwargs)
+        if record.name.startswith("kafka"):
+            message = record.getMessage()
+            if any(secret in message for secret in _secrets):
+                for secret in _secrets:
+                    message = message.replace(secret, "***")
+                record.msg, record.args = message, None
+        return record
+
+    return factory
+
+
+def _redact_in_kafka_logs(password: str) -> None:
+    if not _secrets:
+        logging.setLogRecordFactory(_masking_factory(logging.getLogRecordFactory()))
+    _secrets.add(password)
+
+
 def client_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for kafka-python's and aiokafka's clients: protocol, SASL, TLS
     (the bootstrap servers are the caller's, as before)."""
     options: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
     if uses_sasl(settings) and settings.kafka_sasl_password is not None:
+        _redact_in_kafka_logs(settings.kafka_sasl_password.get_secret_value())
         options["sasl_mechanism"] = settings.kafka_sasl_mechanism
         options["sasl_plain_username"] = settings.kafka_sasl_username
         options["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()

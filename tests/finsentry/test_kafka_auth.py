@@ -5,6 +5,7 @@ at once, saying why, with wrong ones."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import ssl
 import subprocess
@@ -240,3 +241,14 @@ def test_the_embedded_broker_refuses_tls_with_a_reason(tmp_path: Path) -> None:
     settings = load_settings(data_dir=tmp_path, kafka_security_protocol="SSL")
     with pytest.raises(KafkaLauncherError, match="serves PLAINTEXT or SASL_PLAINTEXT only"):
         LocalKafka(settings).render_properties()
+
+
+def test_the_sasl_password_stays_out_of_debug_logs(
+    sasl_broker: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """kafka-python logs a PLAIN login's bytes, password included, at DEBUG."""
+    settings = client_settings(sasl_broker, tmp_path, kafka_sasl_mechanism="PLAIN")
+    with caplog.at_level(logging.DEBUG, logger="kafka"):
+        check_access(settings)
+    assert "SaslAuthenticateRequest" in caplog.text
+    assert PASSWORD not in caplog.text

@@ -28,6 +28,7 @@ from dashboard.queries import DashboardQueries, PostFilter, QueryError
 from finsentry.config import Settings
 from finsentry.schema import SENTIMENTS, TOPICS
 from finsentry.store import StoreError
+from stream.spikes import SpikeRules
 
 ALERT_FEED_SIZE = 20
 
@@ -96,8 +97,8 @@ def key_view(
     figure = figures.key_figure(
         series,
         key,
-        settings.spike_metric,
-        settings.spike_z_threshold,
+        "neg_share",
+        SpikeRules.from_settings(settings).z_threshold,
         f"{key}|{choice}|{start}|{end}",
     )
     return figure, views.alert_table(q.alerts(span.start, span.end, key=key), "key-alerts-table")

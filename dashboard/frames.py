@@ -73,10 +73,12 @@ def _day(text: str) -> datetime:
 
 
 def baseline_band(series: pd.DataFrame, metric: str, z_threshold: float) -> pd.DataFrame:
-    """Where the spike detector would fire: baseline +/- threshold * the window's spread.
+    """Roughly where the spike detector would fire: baseline +/- threshold * a spread.
 
     The store keeps the baseline and the z statistic of the spike metric; the spread is
-    recovered as (value - baseline) / z and carried forward over windows where z is 0.
+    recovered as (value - baseline) / z and carried forward over windows where z is 0. The
+    detector judges counts (stream/spikes.py), so the band is a normal approximation of its
+    threshold at the window's size, not the rule itself.
     """
     value = series[metric]
     spread = ((value - series["baseline"]) / series["z"]).abs()

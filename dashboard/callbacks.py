@@ -15,6 +15,7 @@ from dash.exceptions import PreventUpdate
 
 from dashboard import figures, layout, views
 from dashboard.frames import (
+    RECENT_WINDOWS,
     RangeError,
     TimeRange,
     alert_path,
@@ -34,7 +35,10 @@ ALERT_FEED_SIZE = 20
 
 
 def time_range(q: DashboardQueries, choice: str, start: str | None, end: str | None) -> TimeRange:
-    return resolve_range(choice, start, end, q.latest_event_time(), datetime.now(UTC))
+    recent_from = q.nth_newest_window("market", RECENT_WINDOWS) if choice == "recent" else None
+    return resolve_range(
+        choice, start, end, q.latest_event_time(), datetime.now(UTC), recent_from=recent_from
+    )
 
 
 def range_label(q: DashboardQueries, choice: str, start: str | None, end: str | None) -> str:

@@ -227,6 +227,18 @@ class DashboardQueries:
         with self.store.engine.connect() as conn:
             return conn.execute(query).scalar_one_or_none()
 
+    def nth_newest_window(self, key: str, n: int) -> datetime | None:
+        """Start of ``key``'s n-th newest window (its oldest, if it has fewer; None if none)."""
+        newest = (
+            select(sp.c.window_start)
+            .where(sp.c.key == key)
+            .order_by(sp.c.window_start.desc())
+            .limit(n)
+            .subquery()
+        )
+        with self.store.engine.connect() as conn:
+            return conn.execute(select(func.min(newest.c.window_start))).scalar_one_or_none()
+
     def series(
         self, key: str, start: datetime, end: datetime, max_points: int = SERIES_POINTS
     ) -> pd.DataFrame:

@@ -12,7 +12,15 @@ from dashboard import callbacks, views
 from dashboard.app import create_app
 from dashboard.frames import alert_path, key_path
 from dashboard.queries import SORTABLE, PostFilter
-from tests.dashboard.known_data import OLD_WINDOWS, T0, TSLA_ALERT, WINDOWS, XSS_TITLE, market_mean
+from tests.dashboard.known_data import (
+    OLD_START,
+    OLD_WINDOWS,
+    T0,
+    TSLA_ALERT,
+    WINDOWS,
+    XSS_TITLE,
+    market_mean,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -61,6 +69,14 @@ def test_the_range_filter_changes_the_index(queries):
     assert len(_trace(week, "sentiment index")["x"]) == 1 + WINDOWS // 3
     stored = sum(10 + i for i in range(WINDOWS)) + 5 * OLD_WINDOWS
     assert sum(_trace(week, "posts")["y"]) == stored
+
+
+def test_recent_data_opens_on_every_window_of_a_sparse_store(queries):
+    """Fewer than 30 market windows in all: "Recent data" reaches back to the oldest."""
+    recent, _, _ = callbacks.overview(queries, "recent", None, None, 10)
+    stored = sum(10 + i for i in range(WINDOWS)) + 5 * OLD_WINDOWS
+    assert sum(_trace(recent, "posts")["y"]) == stored
+    assert callbacks.time_range(queries, "recent", None, None).start <= OLD_START
 
 
 def test_top_n_limits_the_heatmap(queries):

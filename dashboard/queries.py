@@ -57,6 +57,7 @@ SERIES_COLUMNS: Final = (
     "baseline",
     "z",
     "is_spike",
+    "is_buzz",
 )
 POST_COLUMNS: Final = (
     "id",
@@ -183,11 +184,13 @@ class DashboardQueries:
             "baseline": func.sum(sums.c.baseline_sum) / func.nullif(func.sum(sums.c.baseline_n), 0),
             "z": func.max(sums.c.z_max),
             "is_spike": func.max(sums.c.spikes),
+            "is_buzz": func.max(sums.c.buzzes),
         }
         query = select(*(merged[n] for n in columns)).group_by(sums.c.key, sums.c.bucket)
         frame = self._epoch_frame(query, columns)
-        if "is_spike" in frame.columns:
-            frame["is_spike"] = frame["is_spike"].astype(bool)
+        for flag in ("is_spike", "is_buzz"):
+            if flag in frame.columns:
+                frame[flag] = frame[flag].astype(bool)
         return frame
 
     def _window_sums(
@@ -207,6 +210,7 @@ class DashboardQueries:
             case((sp.c.baseline.is_(None), 0), else_=1).label("baseline_n"),
             sp.c.z.label("z_max"),
             case((sp.c.is_spike, 1), else_=0).label("spikes"),
+            case((sp.c.is_buzz, 1), else_=0).label("buzzes"),
         ).where(sp.c.key.in_(keys), sp.c.window_start >= start, sp.c.window_start < end)
 
     def _epoch_frame(self, query: Select[Any], columns: tuple[str, ...]) -> pd.DataFrame:
@@ -392,6 +396,7 @@ def _rollup_sums(
         ro.c.baseline_n,
         ro.c.z_max,
         ro.c.spikes,
+        ro.c.buzzes,
     ).where(
         ro.c.resolution_s == resolution,
         ro.c.key.in_(keys),

@@ -201,6 +201,7 @@ class Settings(BaseSettings):
     spike_min_negatives: int = Field(default=3, ge=1)
     spike_min_history: int = Field(default=3, ge=1)
     spike_cooldown_windows: int = Field(default=3, ge=0)
+    spike_buzz_min_posts: int = Field(default=5, ge=1)
 
     # Stream worker (Faust).
     stream_batch_size: int = Field(default=64, ge=1, le=4096)

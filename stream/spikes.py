@@ -21,6 +21,12 @@ after its last alert. ``z`` is the tail as a standard normal quantile (3.09 for 
 for display and severity. The spike window then joins the baseline, so a lasting shift
 stops alerting.
 
+Buzz is the same question about volume: the window's post count against a gamma-Poisson
+(negative binomial) around the key's decayed mean posts per window (empty windows count as
+zero), of shape ``BUZZ_SHAPE``; a buzz window has a tail at most ``false_alarm_rate`` and at
+least ``buzz_min_posts`` posts. It is stored with the point and flagged on an alert, so a
+route can ask for "negative spike AND buzz".
+
 State per key is a plain dict of a few numbers in a MutableMapping (a Faust table in the
 worker). A key idle for so long that its own evidence weighs less than ``IDLE_WEIGHT`` is
 dropped, so state does not grow with every key ever seen. Observing the same window twice (a
@@ -47,6 +53,9 @@ MARKET_PRIOR_RATE = 0.2
 IDLE_WEIGHT = 1e-3
 PRUNED_AT = "__pruned_at__"
 _MIN_TAIL = 1e-300  # the normal quantile of a tail that underflows
+# News volume per name is very bursty (a results day brings ten headlines where a normal day
+# brings one); a shape of 2 lets the day-to-day rate vary by about 70% of its mean.
+BUZZ_SHAPE = 2.0
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,7 @@ class SpikeRules:
     min_negatives: int = 3
     min_history: int = 3
     cooldown_windows: int = 3
+    buzz_min_posts: int = 5
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SpikeRules:
@@ -69,6 +79,7 @@ class SpikeRules:
             min_negatives=settings.spike_min_negatives,
             min_history=settings.spike_min_history,
             cooldown_windows=settings.spike_cooldown_windows,
+            buzz_min_posts=settings.spike_buzz_min_posts,
         )
 
     @property
@@ -118,6 +129,25 @@ def beta_binomial_tail(k: int, n: int, rate: float, concentration: float) -> flo
     return min(1.0, math.exp(top) * math.fsum(math.exp(t - top) for t in terms))
 
 
+def negative_binomial_tail(n: int, mean: float, shape: float) -> float:
+    """P(N >= n) for a gamma-Poisson count with this mean and gamma shape."""
+    if n <= 0:
+        return 1.0
+    mean = max(mean, 1e-9)
+    log_p, log_q = math.log(shape / (shape + mean)), math.log(mean / (shape + mean))
+    below = math.fsum(
+        math.exp(
+            math.lgamma(j + shape)
+            - math.lgamma(shape)
+            - math.lgamma(j + 1)
+            + shape * log_p
+            + j * log_q
+        )
+        for j in range(n)
+    )
+    return max(0.0, 1.0 - below)
+
+
 class SpikeDetector:
     def __init__(self, rules: SpikeRules, state: MutableMapping[str, Any] | None = None) -> None:
         self.rules = rules
@@ -135,6 +165,7 @@ class SpikeDetector:
             "last_alert_start": None,
             "rate": None,
             "rate_before": None,
+            "volume": None,
             "last": None,
         }
         if key_state["last_start"] is not None and start <= key_state["last_start"]:
@@ -163,13 +194,35 @@ class SpikeDetector:
             and not cooling
         )
         severity = "critical" if z >= 2 * rules.z_threshold else "warning"
-        last = {"baseline": rate, "z": z, "spike": fires, "severity": severity}
+        volume = None if key_state["volume"] is None else key_state["volume"] * decay
+        buzz_z = None
+        buzz = False
+        if volume is not None:
+            buzz_tail = negative_binomial_tail(window.count, volume, BUZZ_SHAPE)
+            buzz_z = tail_to_z(buzz_tail)
+            buzz = (
+                buzz_tail <= rules.false_alarm_rate
+                and window.count >= rules.buzz_min_posts
+                and key_state["windows"] >= rules.min_history
+            )
+        last = {
+            "baseline": rate,
+            "z": z,
+            "spike": fires,
+            "severity": severity,
+            "volume": volume,
+            "buzz_z": buzz_z,
+            "buzz": buzz,
+        }
         if fires:
             key_state["last_alert_start"] = start
 
         lam = 1 - rules.alpha
         key_state["posts"] = posts * lam + window.count
         key_state["negatives"] = negatives * lam + k
+        key_state["volume"] = (
+            float(window.count) if volume is None else lam * volume + rules.alpha * window.count
+        )
         key_state["windows"] += 1
         key_state["last_start"] = start
         key_state["rate_before"] = rate
@@ -222,6 +275,9 @@ def _rebuild(window: ClosedWindow, last: dict[str, Any]) -> Verdict:
         baseline=last["baseline"],
         z=last["z"],
         is_spike=last["spike"],
+        volume_baseline=last["volume"],
+        buzz_z=last["buzz_z"],
+        is_buzz=last["buzz"],
     )
     alert = None
     if last["spike"]:
@@ -238,6 +294,7 @@ def _rebuild(window: ClosedWindow, last: dict[str, Any]) -> Verdict:
             baseline=last["baseline"],
             evidence=window.evidence,
             model_version=window.model_version,
+            buzz=last["buzz"],
         )
     return Verdict(point, alert)
 

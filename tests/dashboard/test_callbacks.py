@@ -19,6 +19,7 @@ from tests.dashboard.known_data import (
     TSLA_ALERT,
     WINDOWS,
     XSS_TITLE,
+    known_points,
     market_mean,
 )
 
@@ -111,6 +112,15 @@ def test_key_view_draws_the_baseline_band_on_the_spike_metric(queries, settings)
     assert max(_trace(figure, "negative share")["y"]) == 0.9
     assert _trace(figure, "spike")["yaxis"] == "y2"
     assert alert_path(TSLA_ALERT) in {link.href for link in _find(alerts, dcc.Link)}
+
+
+def test_key_view_marks_buzz_windows(queries, settings):
+    figure, _ = callbacks.key_view(queries, settings, "ticker:TSLA", "hour", None, None)
+    assert _trace(figure, "buzz (volume spike)")["x"] == []
+    point = next(p for p in known_points() if p.key == "ticker:TSLA")
+    queries.store.upsert_signal_points([point.model_copy(update={"is_buzz": True})])
+    figure, _ = callbacks.key_view(queries, settings, "ticker:TSLA", "hour", None, None)
+    assert _trace(figure, "buzz (volume spike)")["x"] == [f"{point.window_start:%Y-%m-%d %H:%M:%S}"]
 
 
 def test_posts_view_pages_and_labels(queries):

@@ -46,7 +46,18 @@ pytestmark = pytest.mark.integration
 WINDOW_S = 86_400
 WINDOW = timedelta(seconds=WINDOW_S)
 LATENESS_S = 43_200
-POINT_COLUMNS = ("window_end", "count", "mean_score", "neg_share", "baseline", "z", "is_spike")
+POINT_COLUMNS = (
+    "window_end",
+    "count",
+    "mean_score",
+    "neg_share",
+    "baseline",
+    "z",
+    "is_spike",
+    "volume_baseline",
+    "buzz_z",
+    "is_buzz",
+)
 
 
 TOLERANCE = 1e-5
@@ -85,6 +96,7 @@ def alert_rows(store: Store) -> dict[str, tuple[Any, ...]]:
                 r["neg_share"],
                 r["baseline"],
                 tuple(e["id"] for e in r["evidence"]),
+                r["buzz"],
             )
             for r in rows
         }

@@ -13,7 +13,13 @@ from hypothesis import strategies as st
 
 from finsentry.config import load_settings
 from finsentry.schema import Evidence, ScoredPost, alert_id
-from stream.spikes import SignalEngine, SpikeDetector, SpikeRules, beta_binomial_tail
+from stream.spikes import (
+    SignalEngine,
+    SpikeDetector,
+    SpikeRules,
+    beta_binomial_tail,
+    negative_binomial_tail,
+)
 from stream.windows import ClosedWindow, Observation, observations_from_json, observations_to_json
 
 pytestmark = pytest.mark.unit
@@ -245,3 +251,41 @@ def test_regression_stream_evidence_size_reaches_the_windows(tmp_path: Path) -> 
         engine.windows.add(["market"], obs)
     (window,) = engine.windows.flush()
     assert [e.id for e in window.evidence] == ["p5", "p4"]
+
+
+def test_buzz_is_a_volume_spike_against_the_keys_usual_count() -> None:
+    detector = SpikeDetector(RULES)
+    calm(detector, 30)  # ten posts a window
+    usual = detector.observe(window(30, 1, count=14)).point
+    assert usual.volume_baseline == pytest.approx(10.0)
+    assert not usual.is_buzz and usual.buzz_z is not None
+    loud = detector.observe(window(31, 40, count=60))
+    assert loud.point.is_buzz and loud.point.is_spike
+    assert loud.alert is not None and loud.alert.buzz
+
+
+def test_a_negative_spike_without_more_posts_is_not_buzz() -> None:
+    detector = SpikeDetector(RULES)
+    calm(detector, 30)
+    verdict = detector.observe(window(30, 9, count=10))
+    assert verdict.alert is not None and not verdict.alert.buzz
+
+
+def test_a_quiet_name_with_a_few_posts_is_buzz_only_from_buzz_min_posts() -> None:
+    """Buzz needs buzz_min_posts, however quiet the key was (4 posts after a long silence)."""
+    detector = SpikeDetector(RULES)
+    for n in range(5):
+        detector.observe(window(n * 20, 0, count=1))
+    assert not detector.observe(window(200, 0, count=4)).point.is_buzz
+    assert detector.observe(window(300, 0, count=5)).point.is_buzz
+
+
+@given(st.integers(0, 80), st.floats(0.01, 50), st.floats(0.2, 20))
+def test_the_volume_tail_is_a_probability_that_falls_with_n(
+    n: int, mean: float, shape: float
+) -> None:
+    tails = [negative_binomial_tail(k, mean, shape) for k in range(n + 1)]
+    assert tails[0] == 1.0 and all(0.0 <= t <= 1.0 for t in tails)
+    assert all(a >= b - 1e-12 for a, b in itertools.pairwise(tails))
+    if n >= 1:
+        assert 1 - tails[1] == pytest.approx((shape / (shape + mean)) ** shape, abs=1e-9)

@@ -108,6 +108,9 @@ class Route(_Rule):
     name: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")
     keys: tuple[str, ...] = ("*",)
     min_severity: Literal["warning", "critical"] = "warning"
+    # true: only alerts whose window is also a volume spike ("negative spike AND buzz");
+    # false: only those whose window is not; unset: either.
+    buzz: bool | None = None
     channels: tuple[Channel, ...] = Field(min_length=1)
     email_to: tuple[str, ...] = ()
     group_by: tuple[GroupLabel, ...] = ("key",)
@@ -126,8 +129,11 @@ class Route(_Rule):
         return value
 
     def matches(self, alert: Alert) -> bool:
-        """Key matches one of the glob patterns and severity is at least ``min_severity``."""
+        """Key matches one of the glob patterns, severity is at least ``min_severity`` and
+        buzz is as ``buzz`` asks."""
         if SEVERITY_RANK[alert.severity] < SEVERITY_RANK[self.min_severity]:
+            return False
+        if self.buzz is not None and alert.buzz != self.buzz:
             return False
         return any(fnmatch.fnmatchcase(alert.key, pattern) for pattern in self.keys)
 

@@ -15,6 +15,7 @@ from dash.exceptions import PreventUpdate
 
 from dashboard import figures, layout, views
 from dashboard.frames import (
+    RECENT_WINDOWS,
     RangeError,
     TimeRange,
     alert_path,
@@ -28,12 +29,16 @@ from dashboard.queries import DashboardQueries, PostFilter, QueryError
 from finsentry.config import Settings
 from finsentry.schema import SENTIMENTS, TOPICS
 from finsentry.store import StoreError
+from stream.spikes import SpikeRules
 
 ALERT_FEED_SIZE = 20
 
 
 def time_range(q: DashboardQueries, choice: str, start: str | None, end: str | None) -> TimeRange:
-    return resolve_range(choice, start, end, q.latest_event_time(), datetime.now(UTC))
+    recent_from = q.nth_newest_window("market", RECENT_WINDOWS) if choice == "recent" else None
+    return resolve_range(
+        choice, start, end, q.latest_event_time(), datetime.now(UTC), recent_from=recent_from
+    )
 
 
 def range_label(q: DashboardQueries, choice: str, start: str | None, end: str | None) -> str:
@@ -96,8 +101,8 @@ def key_view(
     figure = figures.key_figure(
         series,
         key,
-        settings.spike_metric,
-        settings.spike_z_threshold,
+        "neg_share",
+        SpikeRules.from_settings(settings).z_threshold,
         f"{key}|{choice}|{start}|{end}",
     )
     return figure, views.alert_table(q.alerts(span.start, span.end, key=key), "key-alerts-table")

@@ -150,13 +150,15 @@ def heatmap_figure(cells: pd.DataFrame, order: list[str], uirevision: str) -> Fi
 def key_figure(
     series: pd.DataFrame, key: str, metric: str, z_threshold: float, uirevision: str
 ) -> Figure:
-    """A key's mean score (top) and negative share (bottom); the spike metric in its band."""
+    """A key's mean score (top) and negative share (bottom); the spike metric in its band,
+    spikes and buzz (volume spike) windows marked."""
     if series.empty:
         return empty_figure(f"No windows for {key} in this range")
     x = _times(series["window_start"])
     band = baseline_band(series, metric, z_threshold)
     axis = {"mean_score": "y", "neg_share": "y2"}[metric]
     spikes = series[series["is_spike"].astype(bool)]
+    buzz = series[series["is_buzz"].astype(bool)]
     data = [
         {
             "type": "scatter",
@@ -219,6 +221,17 @@ def key_figure(
             "yaxis": axis,
             "name": "spike",
             "marker": {"color": NEGATIVE, "size": 11, "symbol": "x"},
+        },
+        {
+            "type": "scatter",
+            "mode": "markers",
+            "x": _times(buzz["window_start"]),
+            "y": _values(buzz["mean_score"]),
+            "yaxis": "y",
+            "name": "buzz (volume spike)",
+            "marker": {"color": BASELINE, "size": 12, "symbol": "diamond-open"},
+            "customdata": buzz["count"].astype(int).tolist(),
+            "hovertemplate": "%{x}<br>buzz: %{customdata} posts<extra></extra>",
         },
     ]
     layout = {

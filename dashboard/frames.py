@@ -15,7 +15,12 @@ import numpy as np
 import pandas as pd
 
 RANGES: Final = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
+# "Recent data" shows at least this much event time, and at least RECENT_WINDOWS market
+# windows: the last day of a daily-window store is one bar, no trend.
+RECENT_SPAN: Final = timedelta(days=30)
+RECENT_WINDOWS: Final = 30
 RANGE_LABELS: Final = {
+    "recent": "Recent data",
     "hour": "Last hour",
     "day": "Last day",
     "week": "Last week",
@@ -43,18 +48,25 @@ def resolve_range(
     custom_end: str | None,
     latest: datetime | None,
     now: datetime,
+    recent_from: datetime | None = None,
 ) -> TimeRange:
     """The event-time range to show.
 
     Relative ranges end at the newest closed window in the store (``latest``), not at the
     wall clock, so a backfilled or lagging store still shows its last hour of data.
+    ``recent`` reaches back RECENT_SPAN, or further, to ``recent_from`` (the start of the
+    RECENT_WINDOWS-th newest market window), when the data is sparser than that.
     Custom dates are whole UTC days, the end day included.
     """
     anchor = latest or now
     if choice in RANGES:
         return TimeRange(anchor - RANGES[choice], anchor)
+    if choice == "recent":
+        start = anchor - RECENT_SPAN
+        return TimeRange(min(start, recent_from) if recent_from else start, anchor)
     if choice != "custom":
-        raise RangeError(f"unknown range {choice!r}; choose one of {[*RANGES, 'custom']}")
+        choices = [*RANGE_LABELS]
+        raise RangeError(f"unknown range {choice!r}; choose one of {choices}")
     if not custom_start or not custom_end:
         raise RangeError("pick both a start and an end date for a custom range")
     start = _day(custom_start)
@@ -73,10 +85,12 @@ def _day(text: str) -> datetime:
 
 
 def baseline_band(series: pd.DataFrame, metric: str, z_threshold: float) -> pd.DataFrame:
-    """Where the spike detector would fire: baseline +/- threshold * the window's spread.
+    """Roughly where the spike detector would fire: baseline +/- threshold * a spread.
 
     The store keeps the baseline and the z statistic of the spike metric; the spread is
-    recovered as (value - baseline) / z and carried forward over windows where z is 0.
+    recovered as (value - baseline) / z and carried forward over windows where z is 0. The
+    detector judges counts (stream/spikes.py), so the band is a normal approximation of its
+    threshold at the window's size, not the rule itself.
     """
     value = series[metric]
     spread = ((value - series["baseline"]) / series["z"]).abs()

@@ -35,7 +35,7 @@ def shell(refresh_ms: int) -> html.Div:
                             {"label": label, "value": value}
                             for value, label in RANGE_LABELS.items()
                         ],
-                        value="day",
+                        value="recent",
                         inline=True,
                         persistence=True,
                         persistence_type="session",

@@ -57,6 +57,7 @@ SERIES_COLUMNS: Final = (
     "baseline",
     "z",
     "is_spike",
+    "is_buzz",
 )
 POST_COLUMNS: Final = (
     "id",
@@ -185,11 +186,13 @@ class DashboardQueries:
             "baseline": func.sum(sums.c.baseline_sum) / func.nullif(func.sum(sums.c.baseline_n), 0),
             "z": func.max(sums.c.z_max),
             "is_spike": func.max(sums.c.spikes),
+            "is_buzz": func.max(sums.c.buzzes),
         }
         query = select(*(merged[n] for n in columns)).group_by(sums.c.key, sums.c.bucket)
         frame = self._epoch_frame(query, columns)
-        if "is_spike" in frame.columns:
-            frame["is_spike"] = frame["is_spike"].astype(bool)
+        for flag in ("is_spike", "is_buzz"):
+            if flag in frame.columns:
+                frame[flag] = frame[flag].astype(bool)
         return frame
 
     def _window_sums(
@@ -209,6 +212,7 @@ class DashboardQueries:
             case((sp.c.baseline.is_(None), 0), else_=1).label("baseline_n"),
             sp.c.z.label("z_max"),
             case((sp.c.is_spike, 1), else_=0).label("spikes"),
+            case((sp.c.is_buzz, 1), else_=0).label("buzzes"),
         ).where(sp.c.key.in_(keys), sp.c.window_start >= start, sp.c.window_start < end)
 
     def _epoch_frame(self, query: Select[Any], columns: tuple[str, ...]) -> pd.DataFrame:
@@ -228,6 +232,18 @@ class DashboardQueries:
         query = select(func.max(sp.c.window_end)).where(sp.c.window_start == newest)
         with self.store.engine.connect() as conn:
             return conn.execute(query).scalar_one_or_none()
+
+    def nth_newest_window(self, key: str, n: int) -> datetime | None:
+        """Start of ``key``'s n-th newest window (its oldest, if it has fewer; None if none)."""
+        newest = (
+            select(sp.c.window_start)
+            .where(sp.c.key == key)
+            .order_by(sp.c.window_start.desc())
+            .limit(n)
+            .subquery()
+        )
+        with self.store.engine.connect() as conn:
+            return conn.execute(select(func.min(newest.c.window_start))).scalar_one_or_none()
 
     def series(
         self, key: str, start: datetime, end: datetime, max_points: int = SERIES_POINTS
@@ -385,6 +401,7 @@ def _rollup_sums(
         ro.c.baseline_n,
         ro.c.z_max,
         ro.c.spikes,
+        ro.c.buzzes,
     ).where(
         ro.c.resolution_s == resolution,
         ro.c.key.in_(keys),

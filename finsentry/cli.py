@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -33,6 +35,50 @@ app.command("classify")(classify_command)
 app.command("retrain")(retrain_command)
 app.command("scheduler")(scheduler_command)
 app.command("backfill")(backfill)
+signals_app = typer.Typer(help="What the stored signals say.", no_args_is_help=True)
+app.add_typer(signals_app, name="signals")
+
+
+@signals_app.command("study")
+def signals_study(
+    prices: Annotated[
+        Path, typer.Option("--prices", help="CSV of daily closes: ticker,date,close.")
+    ],
+    drop: Annotated[
+        float, typer.Option("--drop", min=0.0, help="A large down move: return <= -drop.")
+    ] = 0.03,
+    within_days: Annotated[int, typer.Option("--within-days", min=0, help="Days either side.")] = 1,
+) -> None:
+    """Event study: spike days against large price falls, and score against return."""
+    from finsentry.store import Store
+    from finsentry.study import StudyError, daily_returns, daily_signals, read_prices, study
+
+    try:
+        closes = read_prices(prices)
+    except StudyError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    store = Store(settings_or_exit().database_url)
+    try:
+        rows = [p for ticker in closes for p in store.signal_series(f"ticker:{ticker}")]
+    finally:
+        store.close()
+    result = study(daily_returns(closes), daily_signals(rows), drop=drop, within_days=within_days)
+
+    def share(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.1%}"
+
+    lift = "n/a" if result.lift is None else f"{result.lift:.2f}x"
+    rho = "n/a" if result.spearman is None else f"{result.spearman:+.3f}"
+    typer.echo(
+        f"spike days within {within_days} day(s) of a fall of {drop:.0%} or more: "
+        f"{result.spike_days_near_drop} of {result.spike_days} ({share(result.spike_share)})\n"
+        f"all days with posts: {result.post_days_near_drop} of {result.post_days} "
+        f"({share(result.base_share)})\n"
+        f"lift over chance: {lift}\n"
+        f"rank correlation of daily mean score with daily return: {rho} "
+        f"over {result.correlated_days} ticker-days"
+    )
 
 
 @app.command("config")

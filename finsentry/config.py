@@ -202,12 +202,16 @@ class Settings(BaseSettings):
     window_size_s: int = Field(default=300, ge=1)
     allowed_lateness_s: int = Field(default=120, ge=0)
     dedup_horizon_s: int = Field(default=86_400, ge=0)
-    spike_metric: Literal["neg_share", "mean_score"] = "neg_share"
-    spike_ewma_alpha: float = Field(default=0.3, gt=0, le=1)
-    spike_z_threshold: float = Field(default=3.0, gt=0)
-    spike_min_count: int = Field(default=5, ge=1)
+    # Spikes (stream/spikes.py): a window's negative count against the key's decayed
+    # baseline rate, shrunk toward the market's; defaults chosen on bench/detection.py.
+    spike_ewma_alpha: float = Field(default=0.05, gt=0, le=1)
+    spike_false_alarm_rate: float = Field(default=1e-3, gt=0, lt=0.5)
+    spike_prior_strength: float = Field(default=20.0, gt=0)
+    spike_max_concentration: float = Field(default=50.0, gt=0)
+    spike_min_negatives: int = Field(default=3, ge=1)
     spike_min_history: int = Field(default=3, ge=1)
     spike_cooldown_windows: int = Field(default=3, ge=0)
+    spike_buzz_min_posts: int = Field(default=5, ge=1)
 
     # Stream worker (Faust).
     stream_batch_size: int = Field(default=64, ge=1, le=4096)

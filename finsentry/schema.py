@@ -235,6 +235,10 @@ class SignalPoint(Message):
     baseline: float | None = Field(default=None, allow_inf_nan=False)
     z: float | None = Field(default=None, allow_inf_nan=False)
     is_spike: bool = False
+    # Buzz: the window's post count against the key's usual posts per window.
+    volume_baseline: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    buzz_z: float | None = Field(default=None, allow_inf_nan=False)
+    is_buzz: bool = False
 
     @model_validator(mode="after")
     def _ordered_window(self) -> Self:
@@ -267,6 +271,7 @@ class Alert(Message):
     baseline: float = Field(allow_inf_nan=False)
     evidence: tuple[Evidence, ...] = ()
     model_version: str = Field(min_length=1, max_length=200)
+    buzz: bool = False  # the window is also a volume spike (SignalPoint.is_buzz)
 
     @field_validator("evidence", mode="before")
     @classmethod

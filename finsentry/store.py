@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from urllib.parse import unquote
 
 from sqlalchemy import (
@@ -131,6 +131,9 @@ signal_points = Table(
     Column("baseline", Float),
     Column("z", Float),
     Column("is_spike", Boolean, nullable=False),
+    Column("volume_baseline", Float),
+    Column("buzz_z", Float),
+    Column("is_buzz", Boolean, nullable=False, default=False),
     Column("updated_at", UtcDateTime, nullable=False),
     # Covers the dashboard's per-range scans across keys (ticker ranking, heatmap) index-only.
     Index("ix_signal_points_window_start", "window_start", "key", "count", "neg_share"),
@@ -158,12 +161,22 @@ signal_rollups = Table(
     Column("baseline_n", Integer, nullable=False),  # windows with a baseline
     Column("z_max", Float),
     Column("spikes", Integer, nullable=False),  # windows that were spikes
+    Column("buzzes", Integer, nullable=False, default=0),  # windows that were volume spikes
     # Covers the ranking of keys over a range (all keys, one resolution) index-only.
     Index("ix_signal_rollups_bucket", "resolution_s", "bucket_epoch", "key", "count"),
     sqlite_with_rowid=False,
 )
 # The rollup columns a coarser bucket sums from the finer ones (``z_max`` is a max).
-ROLLUP_SUMS = ("windows", "count", "score_sum", "neg_sum", "baseline_sum", "baseline_n", "spikes")
+ROLLUP_SUMS = (
+    "windows",
+    "count",
+    "score_sum",
+    "neg_sum",
+    "baseline_sum",
+    "baseline_n",
+    "spikes",
+    "buzzes",
+)
 
 alerts = Table(
     "alerts",
@@ -180,6 +193,7 @@ alerts = Table(
     Column("baseline", Float, nullable=False),
     Column("evidence", JSON, nullable=False),
     Column("model_version", String(200), nullable=False),
+    Column("buzz", Boolean, nullable=False, default=False),
     Column("is_backfill", Boolean, nullable=False, default=False),
     Column("created_at", UtcDateTime, nullable=False),
     Index("ix_alerts_window_start", "window_start"),
@@ -344,6 +358,7 @@ class Store:
         if create:
             metadata.create_all(self.engine)
             _add_status_column(self.engine)
+            _add_buzz_columns(self.engine)
             self._fill_empty_rollups()
 
     @property
@@ -481,6 +496,7 @@ class Store:
                 func.count(sp.c.baseline).label("baseline_n"),
                 func.max(sp.c.z).label("z_max"),
                 func.sum(case((sp.c.is_spike, 1), else_=0)).label("spikes"),
+                func.sum(case((sp.c.is_buzz, 1), else_=0)).label("buzzes"),
             )
             .where(*conditions)
             .group_by(sp.c.key, bucket)
@@ -814,6 +830,30 @@ def _add_status_column(engine: Engine) -> None:
             .where(model_versions.c.is_current.is_(True))
             .values(status="promoted")
         )
+
+
+# Columns added with buzz: stores written before it get them, empty (no window was buzz).
+BUZZ_COLUMNS: Final = {
+    "signal_points": (
+        "volume_baseline FLOAT",
+        "buzz_z FLOAT",
+        "is_buzz BOOLEAN NOT NULL DEFAULT FALSE",
+    ),
+    "signal_rollups": ("buzzes INTEGER NOT NULL DEFAULT 0",),
+    "alerts": ("buzz BOOLEAN NOT NULL DEFAULT FALSE",),
+}
+
+
+def _add_buzz_columns(engine: Engine) -> None:
+    """Stores created before buzz existed get its columns."""
+    inspector = inspect(engine)
+    for table, columns in BUZZ_COLUMNS.items():
+        present = {column["name"] for column in inspector.get_columns(table)}
+        missing = [c for c in columns if c.split()[0] not in present]
+        if missing:
+            with engine.begin() as conn:
+                for column in missing:
+                    conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column}"))
 
 
 def _last_per_id(items: Iterable[Post]) -> list[Post]:

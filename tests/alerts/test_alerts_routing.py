@@ -59,6 +59,19 @@ def test_min_severity_filters() -> None:
     assert route.matches(make_alert(severity="critical"))
 
 
+def test_a_route_can_ask_for_negative_spike_and_buzz() -> None:
+    loud = make_alert().model_copy(update={"buzz": True})
+    assert make_route(buzz=True).matches(loud)
+    assert not make_route(buzz=True).matches(make_alert())
+    assert make_route(buzz=False).matches(make_alert())
+    assert not make_route(buzz=False).matches(loud)
+    assert make_route().matches(loud) and make_route().matches(make_alert())
+    (route,) = build_routing(
+        {"routes": [{"name": "loud", "buzz": True, "channels": ["slack"]}]}
+    ).routes
+    assert route.buzz is True
+
+
 def test_defaults_fill_timing_and_routes_override() -> None:
     routing = build_routing(
         {

@@ -119,6 +119,9 @@ def pick(driver: WebDriver, dropdown_id: str, value: str) -> None:
 def test_overview_renders_filters_and_refreshes(browser, serve):
     url = serve(dashboard_refresh_s=1)
     browser.get(url + "/")
+    recent = "#range input[value='recent']"
+    wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, recent).is_selected())
+    browser.find_element(By.XPATH, "//label[contains(., 'Last day')]").click()
     wait_for(browser, lambda d: trace_points(d, "market-graph", 1) == WINDOWS)
     assert wait_for(browser, lambda d: "ticker:TSLA" in text_of(d, "alert-feed-table"))
     assert trace_points(browser, "heatmap", 0) == WINDOWS

@@ -12,7 +12,16 @@ from dashboard import callbacks, views
 from dashboard.app import create_app
 from dashboard.frames import alert_path, key_path
 from dashboard.queries import SORTABLE, PostFilter
-from tests.dashboard.known_data import OLD_WINDOWS, T0, TSLA_ALERT, WINDOWS, XSS_TITLE, market_mean
+from tests.dashboard.known_data import (
+    OLD_START,
+    OLD_WINDOWS,
+    T0,
+    TSLA_ALERT,
+    WINDOWS,
+    XSS_TITLE,
+    known_points,
+    market_mean,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -63,6 +72,14 @@ def test_the_range_filter_changes_the_index(queries):
     assert sum(_trace(week, "posts")["y"]) == stored
 
 
+def test_recent_data_opens_on_every_window_of_a_sparse_store(queries):
+    """Fewer than 30 market windows in all: "Recent data" reaches back to the oldest."""
+    recent, _, _ = callbacks.overview(queries, "recent", None, None, 10)
+    stored = sum(10 + i for i in range(WINDOWS)) + 5 * OLD_WINDOWS
+    assert sum(_trace(recent, "posts")["y"]) == stored
+    assert callbacks.time_range(queries, "recent", None, None).start <= OLD_START
+
+
 def test_top_n_limits_the_heatmap(queries):
     _, heat, _ = callbacks.overview(queries, "hour", None, None, 2)
     assert heat["data"][0]["y"] == ["TSLA", "AAPL"]
@@ -104,6 +121,15 @@ def test_a_key_from_the_url_is_escaped_in_the_figure_message(queries, settings):
     figure, _ = callbacks.key_view(queries, settings, key, "hour", None, None)
     text = figure["layout"]["annotations"][0]["text"]
     assert "<a" not in text and "&lt;a href=&quot;javascript:alert(1)&quot;&gt;" in text
+
+
+def test_key_view_marks_buzz_windows(queries, settings):
+    figure, _ = callbacks.key_view(queries, settings, "ticker:TSLA", "hour", None, None)
+    assert _trace(figure, "buzz (volume spike)")["x"] == []
+    point = next(p for p in known_points() if p.key == "ticker:TSLA")
+    queries.store.upsert_signal_points([point.model_copy(update={"is_buzz": True})])
+    figure, _ = callbacks.key_view(queries, settings, "ticker:TSLA", "hour", None, None)
+    assert _trace(figure, "buzz (volume spike)")["x"] == [f"{point.window_start:%Y-%m-%d %H:%M:%S}"]
 
 
 def test_posts_view_pages_and_labels(queries):

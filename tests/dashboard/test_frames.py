@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dashboard.frames import (
+    RECENT_SPAN,
     RangeError,
     baseline_band,
     key_path,
@@ -33,6 +34,16 @@ NOW = datetime(2026, 11, 1, tzinfo=UTC)
 def test_relative_ranges_end_at_the_newest_window_not_the_wall_clock(choice, span):
     got = resolve_range(choice, None, None, LATEST, NOW)
     assert (got.start, got.end) == (LATEST - span, LATEST)
+
+
+def test_recent_data_is_the_last_30_days_or_back_to_enough_windows():
+    """It opens the dashboard: "last day" of a daily-window store was a single bar."""
+    dense = resolve_range("recent", None, None, LATEST, NOW, recent_from=LATEST - timedelta(1))
+    assert (dense.start, dense.end) == (LATEST - RECENT_SPAN, LATEST)
+    sparse_from = LATEST - timedelta(days=400)
+    sparse = resolve_range("recent", None, None, LATEST, NOW, recent_from=sparse_from)
+    assert (sparse.start, sparse.end) == (sparse_from, LATEST)
+    assert resolve_range("recent", None, None, None, NOW).start == NOW - RECENT_SPAN
 
 
 def test_an_empty_store_anchors_relative_ranges_at_now():

@@ -43,6 +43,13 @@ def test_latest_event_time_is_the_newest_window_end(queries):
     assert queries.latest_event_time() == END
 
 
+def test_nth_newest_window_reaches_back_over_the_gap(queries):
+    assert queries.nth_newest_window("market", 1) == END - WINDOW
+    assert queries.nth_newest_window("market", WINDOWS + 1) == OLD_START + 2 * WINDOW
+    assert queries.nth_newest_window("market", 1_000) == OLD_START
+    assert queries.nth_newest_window("ticker:NONE", 5) is None
+
+
 def test_market_series_returns_the_stored_windows(queries):
     series = queries.series("market", T0, END)
     assert series["mean_score"].tolist() == [market_mean(i) for i in range(WINDOWS)]

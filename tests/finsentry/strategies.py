@@ -76,6 +76,9 @@ def signal_points(draw: st.DrawFn) -> SignalPoint:
         baseline=draw(st.none() | unit),
         z=draw(st.none() | st.floats(min_value=-50, max_value=50)),
         is_spike=draw(st.booleans()),
+        volume_baseline=draw(st.none() | st.floats(min_value=0, max_value=1e6)),
+        buzz_z=draw(st.none() | st.floats(min_value=-50, max_value=50)),
+        is_buzz=draw(st.booleans()),
     )
 
 
@@ -99,4 +102,5 @@ def alerts(draw: st.DrawFn) -> Alert:
             for _ in range(draw(st.integers(min_value=0, max_value=3)))
         ),
         model_version="v1",
+        buzz=draw(st.booleans()),
     )

@@ -39,11 +39,11 @@ def test_precedence_kwargs_over_env_over_toml_over_default(
 ) -> None:
     config_file.write_text(
         'window_size_s = 60\n[kafka]\nport = 9300\ntopic_prefix = "toml."\n'
-        "[spike]\nz_threshold = 2.5\n"
+        "[spike]\nfalse_alarm_rate = 0.01\n"
     )
     monkeypatch.setenv("FINSENTRY_KAFKA_PORT", "9400")
-    settings = load_settings(spike_z_threshold=4.0)
-    assert settings.spike_z_threshold == 4.0  # keyword beats the file
+    settings = load_settings(spike_false_alarm_rate=0.002)
+    assert settings.spike_false_alarm_rate == 0.002  # keyword beats the file
     assert settings.kafka_port == 9400  # env beats the file
     assert settings.kafka_topic_prefix == "toml."  # file beats the default
     assert settings.window_size_s == 60  # top-level keys work as well as sections

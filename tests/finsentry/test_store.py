@@ -163,6 +163,7 @@ def expected_rollups(points: list[SignalPoint]) -> dict[tuple[int, str, int], di
                     "baseline_n": 0,
                     "z_max": None,
                     "spikes": 0,
+                    "buzzes": 0,
                 },
             )
             row["window_end"] = max(row["window_end"], p.window_end)
@@ -175,6 +176,7 @@ def expected_rollups(points: list[SignalPoint]) -> dict[tuple[int, str, int], di
             if p.z is not None:
                 row["z_max"] = p.z if row["z_max"] is None else max(row["z_max"], p.z)
             row["spikes"] += p.is_spike
+            row["buzzes"] += p.is_buzz
     return sums
 
 
@@ -470,3 +472,34 @@ def test_naive_datetime_is_refused(store: Store) -> None:
 def test_unsupported_url_is_explained() -> None:
     with pytest.raises(StoreError, match="unsupported store URL"):
         Store("mysql://localhost/db")
+
+
+def test_a_store_written_before_buzz_gets_its_columns(tmp_path: Path) -> None:
+    """An existing SQLite store without the buzz columns is migrated when opened."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    Store(url).close()
+    with Store(url, create=False).begin() as conn:
+        for table, column in (
+            ("signal_points", "is_buzz"),
+            ("signal_points", "buzz_z"),
+            ("signal_points", "volume_baseline"),
+            ("signal_rollups", "buzzes"),
+            ("alerts", "buzz"),
+        ):
+            conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
+    store = Store(url)
+    point = SignalPoint(
+        key="market",
+        window_start=datetime(2024, 1, 1, tzinfo=UTC),
+        window_end=datetime(2024, 1, 2, tzinfo=UTC),
+        count=9,
+        mean_score=0.0,
+        neg_share=0.0,
+        volume_baseline=2.0,
+        buzz_z=4.0,
+        is_buzz=True,
+    )
+    store.upsert_signal_points([point])
+    (row,) = store.signal_series("market")
+    assert (row["volume_baseline"], row["buzz_z"], row["is_buzz"]) == (2.0, 4.0, True)
+    store.close()

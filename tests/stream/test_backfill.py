@@ -66,7 +66,6 @@ def backfill_settings(**overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "window_size_s": 3600,
         "allowed_lateness_s": 600,
-        "spike_min_count": 3,
         "spike_min_history": 2,
     }
     return load_settings(**(values | overrides))

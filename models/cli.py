@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -27,9 +28,9 @@ DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or 
 
 
 def _quiet_transformers() -> None:
-    import transformers
-
-    transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    """Errors only from transformers, set before it loads: importing it just to say so cost
+    seconds of ``classify``'s start-up, which (on ONNX) never needs it."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
 def _model_dir(model: Path | None) -> Path:
@@ -78,6 +79,16 @@ def train_command(
             "--no-phrasebank keeps it to the test report only."
         ),
     ] = True,
+    distil_from: Annotated[
+        Path | None,
+        typer.Option(help="Soft-targets file (finsentry models soft-targets) to distil from."),
+    ] = None,
+    distil_weight: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Weight of the distillation term.")
+    ] = 0.5,
+    distil_temperature: Annotated[
+        float, typer.Option(min=0.05, help="Temperature of the distillation term.")
+    ] = 2.0,
     threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 2,
     seed: Annotated[int | None, typer.Option()] = None,
     device: DeviceOption = "auto",
@@ -118,6 +129,9 @@ def train_command(
         freeze_embeddings=freeze_embeddings,
         label_smoothing=label_smoothing,
         phrasebank=phrasebank,
+        distil_from=distil_from,
+        distil_weight=distil_weight,
+        distil_temperature=distil_temperature,
         threads=threads,
         seed=SEED if seed is None else seed,
         device=device,
@@ -138,7 +152,7 @@ def train_command(
 
 def _base_name(model_dir: Path) -> str:
     """The encoder a finsentry model directory was trained from."""
-    from models.network import read_meta
+    from models.files import read_meta
 
     return read_meta(model_dir).base_model
 
@@ -219,7 +233,7 @@ def classify_command(
 
     overrides = {"model_device": device, "model_backend": backend, "model_batch_size": batch_size}
     settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
-    engine = load_engine(settings, model)
+    engine = load_engine(settings, model, warmup=False)
     try:
         if texts:
             _print_verdicts(texts, engine.classify(texts))
@@ -321,6 +335,27 @@ def assemble_encoder(
     except EncoderError as exc:
         _fail(str(exc))
     typer.echo(f"{spec.name}: SHA-256 {spec.weights_sha256} verified; assembled in {path}")
+
+
+@models_app.command("soft-targets")
+def soft_targets(
+    teacher: Annotated[Path, typer.Argument(help="The teacher's finsentry model directory.")],
+    output: Annotated[Path, typer.Option(help="Parquet file to write (and <name>.SOURCE.md).")],
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 2,
+) -> None:
+    """Write the teacher's calibrated probabilities over the training texts and the
+    unlabelled headlines of data/ (never a validation or test text), for distillation."""
+    _quiet_transformers()
+    import torch
+
+    from models.distil import note_path, target_texts, write_targets
+    from models.splits import build_splits
+
+    torch.set_num_threads(threads)
+    texts = target_texts(build_splits())
+    written = write_targets(teacher, output, texts, batch_size)
+    typer.echo(f"wrote {len(written.texts)} rows to {output}, note {note_path(output)}")
 
 
 @models_app.command("list")
@@ -432,7 +467,7 @@ def register_version(
 
 def _registry_call(action: Any) -> Any:
     from finsentry.store import Store
-    from models.network import ModelDirError
+    from models.files import ModelDirError
     from models.registry import Registry, RegistryError
 
     store = Store(get_settings().database_url)

@@ -22,7 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Final
 
-from models.network import CONFIG_FILE, WEIGHTS_FILE, base_encoder_dir
+from models.files import CONFIG_FILE, WEIGHTS_FILE, base_encoder_dir
 
 VERIFIED_FILE: Final = ".finsentry-verified.json"
 

@@ -23,15 +23,16 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from finsentry.text import normalise_text
 from models.batching import bucketed_batches, pad
 from models.calibrate import fit_temperature
 from models.card import write_model_card
 from models.data import IGNORE, Example, clean, data_fingerprint
+from models.distil import DistilBatch, distil_loss, read_targets, targets_for
 from models.evaluate import collect_logits, evaluate_sets
+from models.files import ModelMeta, base_encoder_dir
 from models.network import (
-    ModelMeta,
     MultiTaskModel,
-    base_encoder_dir,
     load_model,
     load_tokenizer,
     new_model,
@@ -85,6 +86,10 @@ class TrainConfig:
     # False leaves Financial PhraseBank (CC BY-NC-SA 3.0) out of training, epoch selection
     # and calibration, so the weights owe it nothing; its test split is still reported.
     phrasebank: bool = True
+    # A soft-targets file (models/distil.py): train on (1 - w) * gold + w * T^2 * KL at T.
+    distil_from: Path | None = None
+    distil_weight: float = 0.5
+    distil_temperature: float = 2.0
 
     def as_json(self) -> dict[str, Any]:
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
@@ -129,7 +134,12 @@ def _loss(
     device: torch.device,
     autocast: bool,
     label_smoothing: float = 0.0,
+    distil: DistilBatch | None = None,
+    distil_weight: float = 0.0,
+    distil_temperature: float = 1.0,
 ) -> torch.Tensor:
+    """The gold cross-entropy of both heads, mixed with the distillation term when
+    ``distil`` holds the batch's soft targets."""
     input_ids, mask = pad(ids, pad_id)
     sentiment = torch.tensor([e.sentiment for e in batch], device=device)
     topic = torch.tensor([e.topic for e in batch], device=device)
@@ -141,7 +151,10 @@ def _loss(
             loss = loss + F.cross_entropy(
                 logits, labels, ignore_index=IGNORE, label_smoothing=label_smoothing
             )
-    return loss
+    if distil is None:
+        return loss
+    soft = distil_loss((sentiment_logits, topic_logits), distil, distil_temperature)
+    return (1.0 - distil_weight) * loss + distil_weight * soft
 
 
 def train(
@@ -173,6 +186,9 @@ def train(
             "twitter_sentiment": config.twitter_sentiment_repeat,
         },
     )
+    soft: tuple[torch.Tensor, ...] | None = None
+    if config.distil_from is not None:
+        examples, soft = _with_soft_targets(examples, splits, config)
     tokenizer = load_tokenizer(config.init_from or base)
     train_ids = tokenizer(
         [clean(e.text) for e in examples], truncation=True, max_length=config.max_length
@@ -246,6 +262,7 @@ def train(
                 save_state()
                 raise TrainingInterrupted(f"stopped at step {state['step']} of {total_steps}")
             batch = [examples[i] for i in batches[index]]
+            rows = torch.tensor(batches[index])
             loss = _loss(
                 model,
                 batch,
@@ -254,6 +271,9 @@ def train(
                 device,
                 autocast,
                 config.label_smoothing,
+                None if soft is None else DistilBatch(*(t[rows].to(device) for t in soft)),
+                config.distil_weight,
+                config.distil_temperature,
             )
             torch.autograd.backward(loss)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -278,6 +298,39 @@ def train(
             print(f"early stop: no validation gain for {config.patience} epoch(s)")
             break
     return _finish(config, splits, state, elapsed_before + time.monotonic() - started, device)
+
+
+def _with_soft_targets(
+    examples: list[Example], splits: Splits, config: TrainConfig
+) -> tuple[list[Example], tuple[torch.Tensor, ...]]:
+    """The examples plus the targets file's texts that are not among them (unlabelled, soft
+    targets only; none of a validation or test split), and each one's soft targets."""
+    assert config.distil_from is not None
+    if not 0.0 <= config.distil_weight <= 1.0 or config.distil_temperature <= 0:
+        raise ValueError(
+            f"distil weight must be in [0, 1] and temperature > 0, got "
+            f"{config.distil_weight} and {config.distil_temperature}"
+        )
+    targets = read_targets(config.distil_from)
+    held_out = {
+        normalise_text(e.text)
+        for part in (splits.validation, splits.test)
+        for group in part.values()
+        for e in group
+    }
+    known = {clean(e.text) for e in examples}
+    extra = [
+        Example(text, IGNORE, IGNORE, source)
+        for text, source in zip(targets.texts, targets.sources, strict=True)
+        if text not in known and normalise_text(text) not in held_out
+    ]
+    examples = examples + extra
+    sentiment, topic, present = targets_for(examples, targets)
+    print(
+        f"distilling from {config.distil_from}: {int(present.sum())} of {len(examples)} "
+        f"examples with soft targets ({len(extra)} unlabelled)"
+    )
+    return examples, tuple(torch.from_numpy(a) for a in (sentiment, topic, present))
 
 
 def without_phrasebank(splits: Splits) -> Splits:

@@ -360,16 +360,21 @@ def soft_targets(
 
 @models_app.command("list")
 def list_versions() -> None:
-    """Registered versions: status (current, promoted, rejected, candidate), test accuracy."""
+    """Registered versions: status (current, promoted, rejected, candidate), test accuracy;
+    a version whose weights are not on this machine (a teacher trained elsewhere) says so."""
+    from models.files import WEIGHTS_FILE
+    from models.registry import real_path
+
     for row in _registry_call(lambda r: r.versions()):
         status = "current" if row["is_current"] else row["status"]
+        here = (real_path(row["path"]) / WEIGHTS_FILE).is_file()
         accs = ", ".join(
             f"{k} {v['accuracy']:.3f}" + (f" (n={v['n']})" if "n" in v else "")
             for k, v in row["metrics"].get("test", {}).items()
         )
         typer.echo(
             f"{status:<9}  {row['version']}  {row['created_at']:%Y-%m-%d %H:%M}  {row['path']}"
-            f"  {accs}"
+            f"  {accs}" + ("" if here else "  [no weights here: not available]")
         )
 
 

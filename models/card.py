@@ -59,8 +59,27 @@ Twitter sentiment tweet {tweets}x.
 lr {config["learning_rate"]} (linear warm-up {config["warmup_ratio"]}, linear decay),
 max length {config["max_length"]}, word embeddings frozen: {config["freeze_embeddings"]},
 label smoothing {config.get("label_smoothing", 0.0)}.
-{training["seconds"] / 60:.1f} minutes on {training["hardware"]}.
+{training["seconds"] / 60:.1f} minutes on {training["hardware"]}.{_distil_text(metrics)}
 Data fingerprint `{metrics["data_fingerprint"][:16]}…`. Reproduce with `finsentry train`."""
+
+
+def _distil_text(metrics: dict[str, Any]) -> str:
+    """How the soft targets were used, and the validation grid that chose weight and T."""
+    config = metrics["training_config"]
+    if not config.get("distil_from"):
+        return ""
+    text = (
+        f"\nDistilled from the soft targets `{config['distil_from']}`: (1 - w) x gold + w x "
+        f"T^2 x KL, w = {config['distil_weight']}, T = {config['distil_temperature']}."
+    )
+    grid = metrics.get("distil_grid")
+    if grid:
+        tried = ", ".join(
+            f"w {c['weight']} T {c['temperature']}: {c['validation_score']:.4f}"
+            for c in grid["candidates"]
+        )
+        text += f" Chosen by mean validation accuracy among: {tried}."
+    return text
 
 
 def _averaging_text(metrics: dict[str, Any]) -> str:

@@ -89,6 +89,13 @@ def train_command(
     distil_temperature: Annotated[
         float, typer.Option(min=0.05, help="Temperature of the distillation term.")
     ] = 2.0,
+    distil_grid: Annotated[
+        str | None,
+        typer.Option(
+            help="weight:temperature pairs to try, e.g. 0.5:2,0.7:4: one student each, the "
+            "best on validation kept (overrides --distil-weight/--distil-temperature)."
+        ),
+    ] = None,
     threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 2,
     seed: Annotated[int | None, typer.Option()] = None,
     device: DeviceOption = "auto",
@@ -137,7 +144,14 @@ def train_command(
         device=device,
         checkpoint_every=checkpoint_every,
     )
-    result = train(config, resume=resume)
+    if distil_grid is None:
+        result = train(config, resume=resume)
+    elif distil_from is None:
+        raise typer.BadParameter("--distil-grid needs --distil-from")
+    else:
+        from models.train import distil_grid as run_grid
+
+        result = run_grid(config, _pairs(distil_grid), resume=resume)
     _print_table(result.metrics["test"], f"{version}: test")
     if register:
         from finsentry.store import Store
@@ -148,6 +162,20 @@ def train_command(
         typer.echo(
             f"registered {version}; make it current with `finsentry models promote {version}`"
         )
+
+
+def _pairs(text: str) -> list[tuple[float, float]]:
+    """``"0.5:2,0.7:4"`` -> [(0.5, 2.0), (0.7, 4.0)]; each weight in [0, 1], T > 0."""
+    pairs = []
+    for item in text.split(","):
+        try:
+            weight, temperature = (float(part) for part in item.split(":"))
+        except ValueError as exc:
+            raise typer.BadParameter(f"--distil-grid: {item!r} is not weight:temperature") from exc
+        if not 0.0 <= weight <= 1.0 or temperature <= 0:
+            raise typer.BadParameter(f"--distil-grid: {item!r}: weight in [0, 1], T > 0")
+        pairs.append((weight, temperature))
+    return pairs
 
 
 def _base_name(model_dir: Path) -> str:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import platform
 import random
+import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -298,6 +299,44 @@ def train(
             print(f"early stop: no validation gain for {config.patience} epoch(s)")
             break
     return _finish(config, splits, state, elapsed_before + time.monotonic() - started, device)
+
+
+def distil_grid(
+    config: TrainConfig, pairs: list[tuple[float, float]], *, resume: bool = False
+) -> TrainResult:
+    """One student per (weight, temperature) under ``<output_dir>/grid/``; the one with the
+    best validation score (the test split is never looked at) is copied to ``output_dir``,
+    its metrics.json and card listing every candidate."""
+    if config.distil_from is None or not pairs:
+        raise ValueError("a distillation grid needs a soft-targets file and at least one pair")
+    runs = []
+    for weight, temperature in pairs:
+        candidate = replace(
+            config,
+            output_dir=config.output_dir / "grid" / f"w{weight:g}-T{temperature:g}",
+            distil_weight=weight,
+            distil_temperature=temperature,
+        )
+        result = train(candidate, resume=resume)
+        runs.append((selection_score(result.metrics["validation"]), weight, temperature, result))
+    score, weight, temperature, best = max(runs, key=lambda run: run[0])
+    for path in best.model_dir.iterdir():
+        if path.is_file():
+            shutil.copy2(path, config.output_dir / path.name)
+    metrics = {
+        **best.metrics,
+        "distil_grid": {
+            "candidates": [
+                {"weight": w, "temperature": t, "validation_score": round(s, 4)}
+                for s, w, t, _ in runs
+            ],
+            "chosen": {"weight": weight, "temperature": temperature},
+        },
+    }
+    (config.output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_model_card(config.output_dir, metrics)
+    print(f"distillation grid: weight {weight}, temperature {temperature} (validation {score:.4f})")
+    return TrainResult(config.output_dir, metrics, best.losses)
 
 
 def _with_soft_targets(

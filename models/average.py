@@ -20,7 +20,8 @@ import torch
 from tqdm.auto import tqdm
 
 from models.evaluate import evaluate_sets
-from models.network import ModelDirError, ModelMeta, load_model
+from models.files import ModelDirError, ModelMeta
+from models.network import load_model
 from models.splits import SEED, Splits, build_splits
 from models.train import selection_score, write_calibrated_model
 

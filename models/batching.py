@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import torch
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 
 def bucketed_batches(
@@ -50,12 +54,20 @@ def sorted_batches(
     return batches
 
 
-def pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad token id lists to the longest one; returns (input_ids, attention_mask)."""
+def pad_arrays(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad token id lists to the longest one; returns int64 (input_ids, attention_mask)."""
     width = max(len(sequence) for sequence in sequences)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    ids = np.full((len(sequences), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(sequences), width), dtype=np.int64)
     for row, sequence in enumerate(sequences):
-        ids[row, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
+        ids[row, : len(sequence)] = sequence
         mask[row, : len(sequence)] = 1
     return ids, mask
+
+
+def pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``pad_arrays`` as torch tensors, for training and evaluation."""
+    import torch
+
+    ids, mask = pad_arrays(sequences, pad_id)
+    return torch.from_numpy(ids), torch.from_numpy(mask)

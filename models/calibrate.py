@@ -10,7 +10,6 @@ from __future__ import annotations
 from itertools import pairwise
 
 import numpy as np
-import torch
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -23,6 +22,8 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray, steps: int = 200) -> float:
     """The T > 0 minimising NLL of ``softmax(logits / T)`` on the given labels."""
+    import torch
+
     if len(labels) == 0:
         return 1.0
     x = torch.as_tensor(logits, dtype=torch.float64)

@@ -11,6 +11,12 @@ SET_TITLES = {
     "twitter_sentiment": "Twitter Financial News sentiment (published valid file)",
     "twitter_topic": "Twitter Financial News topic (published valid file)",
 }
+ENCODERS = {
+    "all-MiniLM-L6-v2": "all-MiniLM-L6-v2 encoder (6 layers, 384 hidden, 22.7M parameters; "
+    "Apache-2.0)",
+    "all-mpnet-base-v2": "all-mpnet-base-v2 encoder (MPNet, 12 layers, 768 hidden, 109M "
+    "parameters; Apache-2.0; the teacher)",
+}
 FLOORS = {
     "phrasebank": 0.84,
     "phrasebank_allagree": 0.95,
@@ -53,8 +59,27 @@ Twitter sentiment tweet {tweets}x.
 lr {config["learning_rate"]} (linear warm-up {config["warmup_ratio"]}, linear decay),
 max length {config["max_length"]}, word embeddings frozen: {config["freeze_embeddings"]},
 label smoothing {config.get("label_smoothing", 0.0)}.
-{training["seconds"] / 60:.1f} minutes on {training["hardware"]}.
+{training["seconds"] / 60:.1f} minutes on {training["hardware"]}.{_distil_text(metrics)}
 Data fingerprint `{metrics["data_fingerprint"][:16]}…`. Reproduce with `finsentry train`."""
+
+
+def _distil_text(metrics: dict[str, Any]) -> str:
+    """How the soft targets were used, and the validation grid that chose weight and T."""
+    config = metrics["training_config"]
+    if not config.get("distil_from"):
+        return ""
+    text = (
+        f"\nDistilled from the soft targets `{config['distil_from']}`: (1 - w) x gold + w x "
+        f"T^2 x KL, w = {config['distil_weight']}, T = {config['distil_temperature']}."
+    )
+    grid = metrics.get("distil_grid")
+    if grid:
+        tried = ", ".join(
+            f"w {c['weight']} T {c['temperature']}: {c['validation_score']:.4f}"
+            for c in grid["candidates"]
+        )
+        text += f" Chosen by mean validation accuracy among: {tried}."
+    return text
 
 
 def _averaging_text(metrics: dict[str, Any]) -> str:
@@ -94,6 +119,17 @@ Data fingerprint `{metrics["data_fingerprint"][:16]}…`.
 Reproduce with `finsentry models average`."""
 
 
+def _phrasebank_text(trained_on_it: bool) -> str:
+    if trained_on_it:
+        return """- Financial PhraseBank v1.0 (Malo et al., 2014), **CC BY-NC-SA 3.0**:
+  non-commercial use only, and this model, a derivative, is shared under the same
+  licence. A commercial user must not use these weights; retrain with
+  `finsentry train --no-phrasebank` (or obtain a licence from PhraseBank's authors)."""
+    return """- Trained with `--no-phrasebank`: Financial PhraseBank (CC BY-NC-SA 3.0) took no part
+  in training, epoch selection or calibration; its test split is only measured below, so
+  these weights do not carry its non-commercial licence."""
+
+
 def write_model_card(model_dir: Path, metrics: dict[str, Any]) -> None:
     config = metrics["training_config"]
     splits = metrics["splits"]
@@ -101,9 +137,10 @@ def write_model_card(model_dir: Path, metrics: dict[str, Any]) -> None:
         f"| {name} | {c['train']} | {c['validation']} | {c['test']} | {c['leaks_removed']} |"
         for name, c in splits.items()
     )
+    base = config.get("base_name", "all-MiniLM-L6-v2")
     card = f"""# {metrics["version"]}: finsentry topic + sentiment model
 
-One all-MiniLM-L6-v2 encoder (6 layers, 384 hidden, 22.7M parameters; Apache-2.0) with two
+One {ENCODERS.get(base, base)} with two
 linear heads over mean-pooled token states: sentiment (negative / neutral / positive) and
 topic (the 20 topics of Twitter Financial News topic). Weights are fp16 safetensors;
 `config.json` holds both label maps and the calibration temperatures
@@ -111,8 +148,7 @@ topic (the 20 topics of Twitter Financial News topic). Weights are fp16 safetens
 topic T = {metrics["temperatures"]["topic"]}).
 
 ## Data and licences
-- Financial PhraseBank v1.0 (Malo et al., 2014), **CC BY-NC-SA 3.0**: non-commercial use
-  only, and this model, a derivative, is shared under the same licence.
+{_phrasebank_text(config.get("phrasebank", True))}
 - Twitter Financial News sentiment and topic (zeroshot, Hugging Face), MIT; tweet text
   under Twitter/X terms.
 

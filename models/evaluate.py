@@ -12,7 +12,8 @@ from transformers import PreTrainedTokenizerBase
 from models.batching import pad, sorted_batches
 from models.calibrate import expected_calibration_error, softmax
 from models.data import Example, clean
-from models.network import ModelMeta, MultiTaskModel
+from models.files import ModelMeta
+from models.network import MultiTaskModel
 
 TASK_OF_SET = {
     "phrasebank": "sentiment",

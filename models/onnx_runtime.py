@@ -19,6 +19,7 @@ processes starting together never read a half-written model.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import tempfile
@@ -29,7 +30,7 @@ from typing import Final
 
 import numpy as np
 
-from models.network import CONFIG_FILE, WEIGHTS_FILE, ModelDirError, load_model, read_meta
+from models.files import CONFIG_FILE, WEIGHTS_FILE, ModelDirError, read_meta
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +59,41 @@ def checkpoint_digest(model_dir: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def cached_digest(model_dir: Path, cache_dir: Path) -> str:
+    """``checkpoint_digest``, computed once per state of the files: kept under
+    ``<cache_dir>/digests/`` with the size and mtime of the weights and config, and reused
+    while both are unchanged (hashing the weights was part of every engine start)."""
+    stats = []
+    for name in (WEIGHTS_FILE, CONFIG_FILE):
+        path = model_dir / name
+        if not path.is_file():
+            raise ModelDirError(f"{model_dir}: no {name}")
+        stat = path.stat()
+        stats.append([name, stat.st_size, stat.st_mtime_ns])
+    resolved = str(model_dir.resolve())
+    key = {"dir": resolved, "format": FORMAT, "files": stats}
+    name = hashlib.sha256(resolved.encode()).hexdigest()[:16]
+    record = cache_dir / "digests" / f"{name}.json"
+    try:
+        saved = json.loads(record.read_text(encoding="utf-8"))
+        if saved.get("key") == key:
+            return str(saved["digest"])
+    except (OSError, ValueError):
+        pass
+    digest = checkpoint_digest(model_dir)
+    payload = json.dumps({"key": key, "digest": digest}) + "\n"
+    record.parent.mkdir(parents=True, exist_ok=True)
+    tmp = record.with_name(f".{record.name}.{os.getpid()}")
+    tmp.write_text(payload, encoding="utf-8")
+    tmp.replace(record)
+    return digest
+
+
 def onnx_file(model_dir: Path, backend: str, cache_dir: Path) -> Path:
     """The cached ONNX file for ``backend``, exported (and quantised) first if missing."""
     if backend not in ONNX_BACKENDS:
         raise ValueError(f"not an ONNX backend: {backend!r}; expected one of {ONNX_BACKENDS}")
-    folder = cache_dir / f"{read_meta(model_dir).version}-{checkpoint_digest(model_dir)}"
+    folder = cache_dir / f"{read_meta(model_dir).version}-{cached_digest(model_dir, cache_dir)}"
     fp32 = folder / "model-fp32.onnx"
     if not fp32.is_file():
         log.info("exporting %s to ONNX at %s (once per checkpoint)", model_dir, fp32)
@@ -91,6 +122,8 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 def export_onnx(model_dir: Path, path: Path) -> None:
     """Export the fp32 multi-task model with dynamic batch and sequence axes."""
     import torch
+
+    from models.network import load_model
 
     model, _, _ = load_model(model_dir)
     example = torch.ones((2, 8), dtype=torch.long)

@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from finsentry.config import REPO_ROOT, Settings
 from finsentry.store import Store, StoreError
-from models.network import ModelDirError, read_meta
+from models.files import ModelDirError, read_meta
 
 SHIPPED_VERSION: Final = "finsentry-minilm-v2"
 SHIPPED_DIR: Final = REPO_ROOT / "models" / "checkpoints" / SHIPPED_VERSION

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import platform
 import random
+import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +24,16 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from finsentry.text import normalise_text
 from models.batching import bucketed_batches, pad
 from models.calibrate import fit_temperature
 from models.card import write_model_card
 from models.data import IGNORE, Example, clean, data_fingerprint
+from models.distil import DistilBatch, distil_loss, read_targets, targets_for
 from models.evaluate import collect_logits, evaluate_sets
+from models.files import ModelMeta, base_encoder_dir
 from models.network import (
-    ModelMeta,
     MultiTaskModel,
-    base_encoder_dir,
     load_model,
     load_tokenizer,
     new_model,
@@ -49,6 +51,8 @@ class TrainConfig:
 
     output_dir: Path
     base_model: Path | None = None
+    # The encoder's name, recorded in the model's config and card.
+    base_name: str = "all-MiniLM-L6-v2"
     # A finsentry model directory to continue from (its weights, both heads included);
     # None starts fresh heads on ``base_model``.
     init_from: Path | None = None
@@ -80,6 +84,13 @@ class TrainConfig:
     # Share of each target spread evenly over the other classes (0 = plain cross-entropy).
     # PhraseBank's 50Agree labels are majority votes of annotators who disagreed.
     label_smoothing: float = 0.0
+    # False leaves Financial PhraseBank (CC BY-NC-SA 3.0) out of training, epoch selection
+    # and calibration, so the weights owe it nothing; its test split is still reported.
+    phrasebank: bool = True
+    # A soft-targets file (models/distil.py): train on (1 - w) * gold + w * T^2 * KL at T.
+    distil_from: Path | None = None
+    distil_weight: float = 0.5
+    distil_temperature: float = 2.0
 
     def as_json(self) -> dict[str, Any]:
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
@@ -124,7 +135,12 @@ def _loss(
     device: torch.device,
     autocast: bool,
     label_smoothing: float = 0.0,
+    distil: DistilBatch | None = None,
+    distil_weight: float = 0.0,
+    distil_temperature: float = 1.0,
 ) -> torch.Tensor:
+    """The gold cross-entropy of both heads, mixed with the distillation term when
+    ``distil`` holds the batch's soft targets."""
     input_ids, mask = pad(ids, pad_id)
     sentiment = torch.tensor([e.sentiment for e in batch], device=device)
     topic = torch.tensor([e.topic for e in batch], device=device)
@@ -136,7 +152,10 @@ def _loss(
             loss = loss + F.cross_entropy(
                 logits, labels, ignore_index=IGNORE, label_smoothing=label_smoothing
             )
-    return loss
+    if distil is None:
+        return loss
+    soft = distil_loss((sentiment_logits, topic_logits), distil, distil_temperature)
+    return (1.0 - distil_weight) * loss + distil_weight * soft
 
 
 def train(
@@ -159,6 +178,8 @@ def train(
     base = config.base_model or base_encoder_dir()
     if splits is None:
         splits = _limit(build_splits(), config.limit_per_dataset)
+    if not config.phrasebank:
+        splits = without_phrasebank(splits)
     examples = _oversampled(
         splits.train,
         {
@@ -166,6 +187,9 @@ def train(
             "twitter_sentiment": config.twitter_sentiment_repeat,
         },
     )
+    soft: tuple[torch.Tensor, ...] | None = None
+    if config.distil_from is not None:
+        examples, soft = _with_soft_targets(examples, splits, config)
     tokenizer = load_tokenizer(config.init_from or base)
     train_ids = tokenizer(
         [clean(e.text) for e in examples], truncation=True, max_length=config.max_length
@@ -218,7 +242,9 @@ def train(
         (state_dir / "state.pt.tmp").replace(state_dir / "state.pt")
 
     elapsed_before = float(state["seconds"])
-    meta = ModelMeta(version=config.version, max_length=config.max_length)
+    meta = ModelMeta(
+        version=config.version, max_length=config.max_length, base_model=config.base_name
+    )
     while state["epoch"] < config.epochs and state["step"] < total_steps:
         epoch = state["epoch"]
         batches = bucketed_batches(lengths, config.batch_size, random.Random(config.seed + epoch))
@@ -237,6 +263,7 @@ def train(
                 save_state()
                 raise TrainingInterrupted(f"stopped at step {state['step']} of {total_steps}")
             batch = [examples[i] for i in batches[index]]
+            rows = torch.tensor(batches[index])
             loss = _loss(
                 model,
                 batch,
@@ -245,6 +272,9 @@ def train(
                 device,
                 autocast,
                 config.label_smoothing,
+                None if soft is None else DistilBatch(*(t[rows].to(device) for t in soft)),
+                config.distil_weight,
+                config.distil_temperature,
             )
             torch.autograd.backward(loss)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -258,6 +288,7 @@ def train(
             bar.set_postfix(loss=f"{np.mean(state['losses'][-50:]):.4f}", refresh=False)
             if config.checkpoint_every and state["step"] % config.checkpoint_every == 0:
                 save_state()
+                _report_progress(state, total_steps)
             if _budget_spent(config, started, elapsed_before):
                 total_steps = state["step"]  # ends this epoch and the run
                 break
@@ -268,6 +299,100 @@ def train(
             print(f"early stop: no validation gain for {config.patience} epoch(s)")
             break
     return _finish(config, splits, state, elapsed_before + time.monotonic() - started, device)
+
+
+def distil_grid(
+    config: TrainConfig, pairs: list[tuple[float, float]], *, resume: bool = False
+) -> TrainResult:
+    """One student per (weight, temperature) under ``<output_dir>/grid/``; the one with the
+    best validation score (the test split is never looked at) is copied to ``output_dir``,
+    its metrics.json and card listing every candidate."""
+    if config.distil_from is None or not pairs:
+        raise ValueError("a distillation grid needs a soft-targets file and at least one pair")
+    runs = []
+    for weight, temperature in pairs:
+        candidate = replace(
+            config,
+            output_dir=config.output_dir / "grid" / f"w{weight:g}-T{temperature:g}",
+            distil_weight=weight,
+            distil_temperature=temperature,
+        )
+        result = train(candidate, resume=resume)
+        runs.append((selection_score(result.metrics["validation"]), weight, temperature, result))
+    score, weight, temperature, best = max(runs, key=lambda run: run[0])
+    for path in best.model_dir.iterdir():
+        if path.is_file():
+            shutil.copy2(path, config.output_dir / path.name)
+    metrics = {
+        **best.metrics,
+        "distil_grid": {
+            "candidates": [
+                {"weight": w, "temperature": t, "validation_score": round(s, 4)}
+                for s, w, t, _ in runs
+            ],
+            "chosen": {"weight": weight, "temperature": temperature},
+        },
+    }
+    (config.output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_model_card(config.output_dir, metrics)
+    print(f"distillation grid: weight {weight}, temperature {temperature} (validation {score:.4f})")
+    return TrainResult(config.output_dir, metrics, best.losses)
+
+
+def _with_soft_targets(
+    examples: list[Example], splits: Splits, config: TrainConfig
+) -> tuple[list[Example], tuple[torch.Tensor, ...]]:
+    """The examples plus the targets file's texts that are not among them (unlabelled, soft
+    targets only; none of a validation or test split), and each one's soft targets."""
+    assert config.distil_from is not None
+    if not 0.0 <= config.distil_weight <= 1.0 or config.distil_temperature <= 0:
+        raise ValueError(
+            f"distil weight must be in [0, 1] and temperature > 0, got "
+            f"{config.distil_weight} and {config.distil_temperature}"
+        )
+    targets = read_targets(config.distil_from)
+    held_out = {
+        normalise_text(e.text)
+        for part in (splits.validation, splits.test)
+        for group in part.values()
+        for e in group
+    }
+    known = {clean(e.text) for e in examples}
+    extra = [
+        Example(text, IGNORE, IGNORE, source)
+        for text, source in zip(targets.texts, targets.sources, strict=True)
+        if text not in known and normalise_text(text) not in held_out
+    ]
+    examples = examples + extra
+    sentiment, topic, present = targets_for(examples, targets)
+    print(
+        f"distilling from {config.distil_from}: {int(present.sum())} of {len(examples)} "
+        f"examples with soft targets ({len(extra)} unlabelled)"
+    )
+    return examples, tuple(torch.from_numpy(a) for a in (sentiment, topic, present))
+
+
+def without_phrasebank(splits: Splits) -> Splits:
+    """The splits with PhraseBank only in the test sets: nothing of it trains, selects an
+    epoch or fits a temperature, so the weights carry none of its licence."""
+    return Splits(
+        [e for e in splits.train if e.dataset != "phrasebank"],
+        {k: v for k, v in splits.validation.items() if not k.startswith("phrasebank")},
+        splits.test,
+        splits.leaks_removed,
+    )
+
+
+def _report_progress(state: dict[str, Any], total_steps: int) -> None:
+    """One line per checkpoint, readable in a log file: the pace and the whole run's ETA."""
+    step, seconds = state["step"], state["seconds"]
+    pace = seconds / max(step, 1)
+    left = pace * (total_steps - step)
+    print(
+        f"checkpoint at step {step}/{total_steps}: {pace:.2f} s/step, "
+        f"{seconds / 3600:.2f} h so far, about {left / 3600:.2f} h to go",
+        flush=True,
+    )
 
 
 def _oversampled(train: list[Example], repeats: dict[str, int]) -> list[Example]:
@@ -392,8 +517,9 @@ def write_calibrated_model(
 
 
 def selection_score(results: dict[str, dict[str, Any]]) -> float:
-    """Mean validation accuracy over SELECTION_SETS: what picks an epoch or a mixing weight."""
-    return float(np.mean([results[name]["accuracy"] for name in SELECTION_SETS]))
+    """Mean validation accuracy over SELECTION_SETS (those present: a run without PhraseBank
+    has no PhraseBank validation): what picks an epoch or a mixing weight."""
+    return float(np.mean([results[name]["accuracy"] for name in SELECTION_SETS if name in results]))
 
 
 def _hardware(device: torch.device) -> str:

@@ -152,6 +152,10 @@ def test_models_list_shows_statuses_and_promote_refuses_a_rejected_version(
     listed = runner.invoke(models_app, ["list"]).output.splitlines()
     assert listed[0].startswith(f"current    {SHIPPED_VERSION}")
     assert listed[1].startswith(f"rejected   {SECOND}")
+    # The second version's directory has no weights (a model trained on another machine).
+    assert "not available" not in listed[0] and listed[1].endswith(
+        "[no weights here: not available]"
+    )
     refused = runner.invoke(models_app, ["promote", SECOND])
     assert refused.exit_code == 2 and "rejected by the retraining gate" in refused.output
     forced = runner.invoke(models_app, ["promote", SECOND, "--force"])

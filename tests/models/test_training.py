@@ -11,11 +11,22 @@ import pytest
 import torch
 import transformers
 
+from models.card import write_model_card
 from models.data import IGNORE, SENTIMENT_ID, Example, clean
 from models.evaluate import predict_logits
 from models.network import load_model, load_tokenizer, save_model
 from models.registry import SHIPPED_DIR
-from models.train import STATE_DIR, TrainConfig, TrainResult, _loss, _oversampled, train
+from models.splits import Splits
+from models.train import (
+    STATE_DIR,
+    TrainConfig,
+    TrainResult,
+    _loss,
+    _oversampled,
+    selection_score,
+    train,
+    without_phrasebank,
+)
 
 pytestmark = pytest.mark.unit
 TEXTS = [
@@ -135,3 +146,21 @@ def test_oversampling_repeats_only_the_named_datasets() -> None:
     assert [e.text for e in seen] == ["a", "b", "c", "a", "a", "b"]
     with pytest.raises(ValueError, match="twitter_sentiment repeat must be >= 1"):
         _oversampled(train, {"twitter_sentiment": 0})
+
+
+def test_without_phrasebank_keeps_it_to_the_test_report(splits: Splits) -> None:
+    free = without_phrasebank(splits)
+    assert {e.dataset for e in free.train} == {"twitter_sentiment", "twitter_topic"}
+    assert set(free.validation) == {"twitter_sentiment", "twitter_topic"}
+    assert free.test == splits.test
+    results = {"twitter_sentiment": {"accuracy": 0.8}, "twitter_topic": {"accuracy": 0.9}}
+    assert selection_score(results) == pytest.approx(0.85)
+
+
+def test_the_card_says_what_phrasebank_means_for_a_commercial_user(smoke: TrainResult) -> None:
+    card = (smoke.model_dir / "README.md").read_text()
+    assert "CC BY-NC-SA 3.0" in card and "finsentry train --no-phrasebank" in card
+    metrics = {**smoke.metrics}
+    metrics["training_config"] = {**metrics["training_config"], "phrasebank": False}
+    write_model_card(smoke.model_dir, metrics)
+    assert "do not carry its non-commercial licence" in (smoke.model_dir / "README.md").read_text()

@@ -192,6 +192,10 @@ class Settings(BaseSettings):
     window_size_s: int = Field(default=300, ge=1)
     allowed_lateness_s: int = Field(default=120, ge=0)
     dedup_horizon_s: int = Field(default=86_400, ge=0)
+    # How far an event time may lie ahead of its arrival: ingest refuses a post published
+    # later than received_at plus this, the worker dead-letters one later than its own clock
+    # plus this, so one bad clock cannot carry the watermark into the future.
+    future_tolerance_s: float = Field(default=300.0, ge=0)
     spike_metric: Literal["neg_share", "mean_score"] = "neg_share"
     spike_ewma_alpha: float = Field(default=0.3, gt=0, le=1)
     spike_z_threshold: float = Field(default=3.0, gt=0)

@@ -20,6 +20,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol, cast
 
@@ -39,6 +40,7 @@ from stream.batching import next_batch
 from stream.dedup import Deduplicator
 from stream.liveness import StallWatch
 from stream.metrics import StreamMetrics
+from stream.outputs import RECORD_OVERHEAD_BYTES, fits, split_to_fit
 from stream.parsing import make_dead_letter, parse_post
 from stream.sink import StoreSink
 from stream.spikes import SignalEngine
@@ -160,6 +162,8 @@ def register_agents(
             topic=message.topic,
             partition=message.partition,
             offset=message.offset,
+            now=datetime.now(UTC),
+            future_tolerance_s=settings.future_tolerance_s,
         )
         if isinstance(result, DeadLetter):
             return Forwarded(await dead_letter(result))
@@ -184,20 +188,38 @@ def register_agents(
         metrics.scored.inc(len(scored))
         return scored
 
-    async def publish(scored: list[ScoredPost]) -> None:
+    async def publish(scored: list[ScoredPost], batch: list[Admitted]) -> None:
         """Sends and stores a scored batch; returns once Kafka has both sends and the store
         has the posts, so acknowledging the inputs next can lose neither: a send returns
-        once queued, and Faust's commit does not wait for the producer."""
-        sent = [
-            await topics.scored.send(key=post.id.encode(), value=post.to_json()) for post in scored
-        ]
-        if scored:  # one message per batch: the aggregation stage works batch by batch
-            sent.append(
-                await topics.signal_input.send(key=b"all", value=observations_to_json(scored))
+        once queued, and Faust's commit does not wait for the producer. A post whose scored
+        message is over the producer's request size is dead-lettered (see stream/outputs.py)."""
+        max_request = app.conf.producer_max_request_size
+        origins = {item.post.id: item for item in batch}
+        sent, kept = [], []
+        for post in scored:
+            key, value = post.id.encode(), post.to_json()
+            if fits(key, value, max_request):
+                sent.append(await topics.scored.send(key=key, value=value))
+                kept.append(post)
+                continue
+            item = origins[post.id]
+            error = f"its scored message is {len(value)} bytes; the producer takes {max_request}"
+            letter = make_dead_letter(
+                item.post.to_json(),
+                "oversized",
+                error,
+                topic=item.topic,
+                partition=item.partition,
+                offset=item.offset,
             )
+            sent.append(await dead_letter(letter))
+        if kept:  # one message per batch unless it is too large: split, still in order
+            limit = max_request - RECORD_OVERHEAD_BYTES
+            for value in split_to_fit(kept, observations_to_json, limit):
+                sent.append(await topics.signal_input.send(key=b"all", value=value))
         # No hop through ``scored`` to the store: it is for others. A crash before the
         # acknowledgement re-scores the batch, and the upsert makes that harmless.
-        await ctx.sink.write_posts(scored)
+        await ctx.sink.write_posts(kept)
         await asyncio.gather(*sent)
 
     async def score_batches(stream: Any, queue: asyncio.Queue[tuple[Intake, Any]]) -> None:
@@ -210,7 +232,7 @@ def register_agents(
                 )
                 admitted = [item for item, _ in batch if isinstance(item, Admitted)]
                 if admitted:
-                    await publish(await score_batch(admitted))
+                    await publish(await score_batch(admitted), admitted)
                 await asyncio.gather(
                     *(item.delivery for item, _ in batch if isinstance(item, Forwarded))
                 )

@@ -37,7 +37,7 @@ from finsentry.schema import (
 )
 from stream.app import GroupOffsets, StreamTables, StreamTopics, input_topic_names
 from stream.batching import next_batch
-from stream.dedup import Deduplicator
+from stream.dedup import Deduplicator, PruneSchedule
 from stream.liveness import StallWatch
 from stream.metrics import StreamMetrics
 from stream.outputs import RECORD_OVERHEAD_BYTES, fits, split_to_fit
@@ -95,6 +95,7 @@ def register_agents(
     posts_topic = topics.posts.get_topic_name()
     valid_topic = topics.valid.get_topic_name()
     deduplicator = Deduplicator(tables.seen, settings.dedup_horizon_s)
+    prunes = PruneSchedule(settings.dedup_horizon_s)
     watch = StallWatch(settings.worker_stall_timeout_s)
     group_offsets = GroupOffsets(settings)
     input_topics = input_topic_names(topics)
@@ -174,6 +175,9 @@ def register_agents(
                 return Forwarded(await topics.valid.send(key=key, value=raw))
         origin = origin_of(message)
         verdict = deduplicator.check(post, origin)
+        prune_to = prunes.due(message.partition, post.published_at.timestamp())
+        if prune_to is not None:  # a table's deletes go to the current event's partition
+            deduplicator.prune(prune_to, lambda o: origin_partition(o) == message.partition)
         if verdict.duplicate_of is not None:
             metrics.duplicates.labels(verdict.duplicate_of).inc()
             return None
@@ -412,6 +416,11 @@ def register_agents(
 def origin_of(message: Any) -> str:
     """Names the input message: a redelivery has the same origin, a re-send does not."""
     return f"{message.topic}:{message.partition}:{message.offset}"
+
+
+def origin_partition(origin: str) -> int:
+    """The input partition an ``origin_of`` names: the changelog partition its claim is on."""
+    return int(origin.rsplit(":", 2)[1])
 
 
 class Admitted(NamedTuple):

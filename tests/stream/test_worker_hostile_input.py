@@ -5,13 +5,16 @@ from __future__ import annotations
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from kafka import KafkaConsumer, TopicPartition
 
 from finsentry.config import Settings
 from finsentry.schema import DeadLetter, Post
 from finsentry.store import Store
 from finsentry.topics import ensure_topics
+from stream.app import app_id
 from stream.process import WorkerProcess
 from tests.stream.test_worker import (
     T0,
@@ -22,6 +25,7 @@ from tests.stream.test_worker import (
     send_keyed,
     spike_story,
     start,
+    unique_headlines,
     wait_stored,
     worker_settings,
 )
@@ -95,3 +99,37 @@ def test_a_batch_of_maximal_emoji_and_cjk_posts_is_stored_whole(
     assert letter.reason == "oversized"
     assert "scored message" in letter.error
     assert worker.process is not None and worker.process.poll() is None
+
+
+def live_keys(settings: Settings, table: str) -> int:
+    """Keys whose latest record on the table's changelog is not a tombstone: what a
+    restarted worker recovers."""
+    topic = f"{app_id(settings)}-{table}-changelog"
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning()
+        end = consumer.end_offsets(partitions)
+        latest: dict[bytes, Any] = {}
+        while any(consumer.position(tp) < end[tp] for tp in partitions):
+            for records in consumer.poll(timeout_ms=500).values():
+                latest.update((r.key, r.value) for r in records)
+        return sum(value is not None for value in latest.values())
+    finally:
+        consumer.close()
+
+
+def test_the_live_worker_prunes_dedup_claims_older_than_the_horizon(
+    kafka_settings: Settings, tmp_path: Path, run_worker: list[WorkerProcess]
+) -> None:
+    """Backfill pruned its dedup state by event time; the worker kept every claim for good:
+    two keys for each of 200 posts over 20 hours with a one-hour horizon."""
+    settings = worker_settings(kafka_settings, tmp_path, dedup_horizon_s=3600)
+    posts = [make_post(n, t, minutes=6 * n) for n, t in enumerate(unique_headlines(200))]
+    worker = start(settings, run_worker, FINSENTRY_DEDUP_HORIZON_S="3600")
+    send_keyed(settings, posts)
+    wait_stored(settings, len(posts), 300, worker)
+    # The last hour's claims stay: eleven posts six minutes apart, an id and a fingerprint each.
+    wait_until(lambda: live_keys(settings, "dedup-seen") <= 22, 60, "claims pruned")
+    assert live_keys(settings, "dedup-seen") == 22

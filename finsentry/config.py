@@ -37,6 +37,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_FILE_ENV = "FINSENTRY_CONFIG"
 DEFAULT_CONFIG_FILE = Path("finsentry.toml")
 DEMO_CSV = "analyst_ratings_processed_head.csv"
+MIN_TOKEN_CHARS = 16  # a shorter (or empty) bearer token is refused: it can be guessed
 GATE_SETS = ("phrasebank", "phrasebank_allagree", "twitter_sentiment", "twitter_topic")
 GATE_METRIC = re.compile(rf"({'|'.join(GATE_SETS)})\.(accuracy|macro_f1)")
 
@@ -205,6 +206,10 @@ class Settings(BaseSettings):
     window_size_s: int = Field(default=300, ge=1)
     allowed_lateness_s: int = Field(default=120, ge=0)
     dedup_horizon_s: int = Field(default=86_400, ge=0)
+    # How far an event time may lie ahead of its arrival: ingest refuses a post published
+    # later than received_at plus this, the worker dead-letters one later than its own clock
+    # plus this, so one bad clock cannot carry the watermark into the future.
+    future_tolerance_s: float = Field(default=300.0, ge=0)
     # Spikes (stream/spikes.py): a window's negative count against the key's decayed
     # baseline rate, shrunk toward the market's; defaults chosen on bench/detection.py.
     spike_ewma_alpha: float = Field(default=0.05, gt=0, le=1)
@@ -260,6 +265,10 @@ class Settings(BaseSettings):
     ingest_webhook_token: SecretStr | None = None
     ingest_webhook_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     ingest_webhook_max_posts: int = Field(default=1_000, ge=1)
+    # Ticker hints the webhook accepts beyond the ticker list's symbols (others get a 422).
+    ingest_webhook_tickers: tuple[str, ...] = ()
+    # Requests handled at once; one more gets a fast 503 with Retry-After, not a queue.
+    ingest_webhook_max_concurrent: int = Field(default=8, ge=1, le=1_000)
     ingest_webhook_publish_timeout_s: float = Field(default=20.0, gt=0)
     ingest_reddit_base_url: str = "https://www.reddit.com"
     ingest_reddit_subreddits: tuple[str, ...] = ("stocks", "investing", "wallstreetbets")
@@ -332,6 +341,13 @@ class Settings(BaseSettings):
         bad = {name: count for name, count in value.items() if count < 1}
         if bad:
             raise ValueError(f"partition counts must be >= 1, got {bad}")
+        return value
+
+    @field_validator("ingest_webhook_token")
+    @classmethod
+    def _long_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_TOKEN_CHARS:
+            raise ValueError(f"the webhook token needs at least {MIN_TOKEN_CHARS} characters")
         return value
 
     @field_validator("retrain_cron")

@@ -292,7 +292,13 @@ class DeadLetter(Message):
     """An input the pipeline could not use, kept with why and where it came from."""
 
     reason: Literal[
-        "not_json", "invalid", "oversized", "undecodable", "unscorable", "unprocessable"
+        "not_json",
+        "invalid",
+        "oversized",
+        "undecodable",
+        "unscorable",
+        "unprocessable",
+        "future_event_time",
     ]
     error: str = Field(max_length=10_000)
     source_topic: str

@@ -154,15 +154,21 @@ def webhook(
 
     from ingest.producer import KafkaPostSink
     from ingest.tickers import default_extractor
-    from ingest.webhook import make_app
+    from ingest.webhook import WebhookConfigError, check_binding, make_app
 
     settings = command_settings()
+    bind = host or settings.ingest_webhook_host
+    try:
+        check_binding(settings, bind)
+    except WebhookConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
     require_kafka(settings)
     sink = KafkaPostSink(settings)
     try:
         web.run_app(
             make_app(settings, sink, default_extractor()),
-            host=host or settings.ingest_webhook_host,
+            host=bind,
             port=settings.ingest_webhook_port if port is None else port,
             print=lambda msg: log.info("webhook: %s", msg.strip()),
         )

@@ -4,7 +4,9 @@ acks=all with idempotence, so a retried batch is written once; compression; a bo
 buffer: kafka-python 3 has no ``buffer_memory``, so at most ``ingest_producer_max_pending``
 posts are handed to it before their acknowledgements are awaited. The producer retries
 inside one delivery timeout; past that, ``publish`` resends what was not acknowledged with
-exponential backoff until it succeeds or the caller's deadline passes.
+exponential backoff until it succeeds or the caller's deadline passes. A post too large for
+the producer or the broker, or dated beyond ``future_tolerance_s``, is refused at once:
+resending cannot help, and retrying it stalled every poller behind it.
 Ids are stable, so a resend after a lost acknowledgement is a duplicate the stream drops,
 never a loss.
 """
@@ -20,7 +22,8 @@ from typing import Any
 from finsentry.config import Settings
 from finsentry.kafka_auth import client_options
 from finsentry.schema import Post
-from ingest.sink import PublishError, story_key
+from ingest.posts import future_error
+from ingest.sink import PublishError, Refused, story_key
 
 log = logging.getLogger(__name__)
 
@@ -93,24 +96,37 @@ class KafkaPostSink:
         *,
         timeout_s: float | None = None,
         stop: threading.Event | None = None,
-    ) -> None:
-        """Return once Kafka acknowledged every post; raise PublishError at the deadline."""
+    ) -> list[Refused]:
+        """Return once Kafka acknowledged every post not refused; raise PublishError at the
+        deadline."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        refused: list[Refused] = []
+        sendable: list[Post] = []
+        for post in posts:
+            reason = future_error(post, self.settings.future_tolerance_s)
+            if reason is None:
+                sendable.append(post)
+            else:
+                refused.append(Refused(post, reason))
         step = self.settings.ingest_producer_max_pending
-        for start in range(0, len(posts), step):
+        for start in range(0, len(sendable), step):
             try:
-                self._publish_bounded(list(posts[start : start + step]), deadline, stop)
+                refused += self._publish_bounded(sendable[start : start + step], deadline, stop)
             except PublishError as exc:
-                raise PublishError(str(exc), [*exc.unacknowledged, *posts[start + step :]]) from exc
+                unsent = sendable[start + step :]
+                raise PublishError(str(exc), [*exc.unacknowledged, *unsent]) from exc
+        return refused
 
     def _publish_bounded(
         self, pending: list[Post], deadline: float | None, stop: threading.Event | None
-    ) -> None:
+    ) -> list[Refused]:
         backoff = _FIRST_BACKOFF_S
+        refused: list[Refused] = []
         while pending:
-            pending, reason = self._send_round(pending, deadline)
+            pending, reason, too_large = self._send_round(pending, deadline)
+            refused += too_large
             if not pending:
-                return
+                break
             wait = backoff
             if deadline is not None:
                 wait = min(wait, deadline - time.monotonic())
@@ -135,21 +151,29 @@ class KafkaPostSink:
             else:
                 time.sleep(wait)
             backoff = min(backoff * 2, self.settings.ingest_publish_backoff_max_s)
+        return refused
 
-    def _send_round(self, posts: list[Post], deadline: float | None) -> tuple[list[Post], str]:
-        """Send all, wait on every future; return the posts that failed and why."""
-        from kafka.errors import KafkaError
+    def _send_round(
+        self, posts: list[Post], deadline: float | None
+    ) -> tuple[list[Post], str, list[Refused]]:
+        """Send all, wait on every future; return the posts that failed and why, and those
+        refused as too large."""
+        from kafka.errors import KafkaError, MessageSizeTooLargeError
 
         try:
             producer = self._get_producer()
         except KafkaError as exc:
-            return posts, f"cannot connect: {exc!r}"
+            return posts, f"cannot connect: {exc!r}", []
         futures = []
         failed: list[Post] = []
+        refused: list[Refused] = []
         reason = ""
         for index, post in enumerate(posts):
             try:
                 future = producer.send(self.topic, key=story_key(post), value=post.to_json())
+            except MessageSizeTooLargeError as exc:
+                refused.append(Refused(post, f"too large for Kafka: {exc}"))
+                continue
             except KafkaError as exc:
                 failed = posts[index:]
                 reason = f"send refused: {exc!r}"
@@ -167,6 +191,8 @@ class KafkaPostSink:
             wait = max(0.0, round_deadline - time.monotonic())
             try:
                 future.get(timeout=wait)
+            except MessageSizeTooLargeError as exc:  # the broker's limit is below ours
+                refused.append(Refused(post, f"too large for Kafka: {exc}"))
             except KafkaError as exc:
                 failed.append(post)
                 reason = reason or f"not acknowledged: {exc!r}"
@@ -174,7 +200,7 @@ class KafkaPostSink:
             # Gave up waiting while records were still queued: drop them with their producer,
             # or they could still arrive after the caller was told they did not.
             self._discard_producer(producer)
-        return failed, reason
+        return failed, reason, refused
 
     def close(self) -> None:
         with self._lock:

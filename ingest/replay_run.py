@@ -20,6 +20,7 @@ from ingest.replay import (
     ColumnMapping,
     Pacer,
     Rejection,
+    Row,
     count_rows,
     ordered_rows,
     rows_fingerprint,
@@ -91,12 +92,23 @@ def replay_file(
     metrics = SourceMetrics(source)
     published_before = int(state.get("published_total", 0)) if start else 0
     batch: list[Post] = []
+    rows: dict[str, Row] = {}  # where each post of the batch came from, for a refusal
     batch_end = start
 
+    def reject(row: Row, reason: str) -> None:
+        rejection = Rejection(row.number, row.where, reason)
+        result.rejections.append(rejection)
+        metrics.add(rejected=1)
+        log.warning("%s row %d (%s) rejected: %s", path.name, row.number, row.where, reason)
+        if on_reject is not None:
+            on_reject(rejection)
+
     def flush() -> None:
-        sink.publish(batch, stop=stop)
-        result.published += len(batch)
-        metrics.add(published=len(batch))
+        refused = sink.publish(batch, stop=stop)
+        for refusal in refused:
+            reject(rows[refusal.post.id], refusal.reason)
+        result.published += len(batch) - len(refused)
+        metrics.add(published=len(batch) - len(refused))
         result.next_row = batch_end
         store.put_state(
             state_key,
@@ -109,6 +121,7 @@ def replay_file(
         )
         bar.update(batch_end - bar.n)
         batch.clear()
+        rows.clear()
 
     total = count_rows(path)
     with tqdm(total=total, initial=start, unit="row", desc=path.name, disable=not progress) as bar:
@@ -122,12 +135,8 @@ def replay_file(
                     row, source=source, received_at=utcnow(), extractor=extractor
                 )
             except ValueError as exc:
-                rejection = Rejection(row.number, row.where, str(exc))
-                result.rejections.append(rejection)
-                metrics.add(fetched=1, rejected=1)
-                log.warning("%s row %d (%s) rejected: %s", path.name, row.number, row.where, exc)
-                if on_reject is not None:
-                    on_reject(rejection)
+                metrics.add(fetched=1)
+                reject(row, str(exc))
                 batch_end = position + 1
                 continue
             metrics.add(fetched=1)
@@ -137,6 +146,7 @@ def replay_file(
             if not stop_aware_sleep(due, stop, clock):
                 break
             batch.append(post)
+            rows[post.id] = row
             batch_end = position + 1
             if len(batch) >= batch_size:
                 flush()

@@ -178,22 +178,25 @@ class RssPoller:
             log.warning("%s: item %s rejected: %s", self.name, label, reason)
         seen = set(state.seen)
         new = [(key, post) for key, post in parsed.items if key not in seen]
-        self.sink.publish([post for _, post in new], stop=stop)
+        refused = self.sink.publish([post for _, post in new], stop=stop)
+        for refusal in refused:
+            log.warning("%s: item %s refused: %s", self.name, refusal.post.id, refusal.reason)
         limit = self.settings.ingest_seen_limit
-        state.seen = [*state.seen, *(key for key, _ in new)][-limit:]
+        state.seen = [*state.seen, *(key for key, _ in new)][-limit:]  # refused ones too
         state.etag = response.headers.get("ETag")
         state.modified = response.headers.get("Last-Modified")
         self.store.put_state(self.state_key, state.to_dict())
+        rejected = len(parsed.rejected) + len(refused)
         self.metrics.add(
             fetched=len(parsed.items) + len(parsed.rejected),
-            published=len(new),
-            rejected=len(parsed.rejected),
+            published=len(new) - len(refused),
+            rejected=rejected,
         )
         self.metrics.log_cycle(
             f"HTTP {response.status_code}",
-            new=len(new),
+            new=len(new) - len(refused),
             dup=len(parsed.items) - len(new),
-            rejected=len(parsed.rejected),
+            rejected=rejected,
         )
         return None
 

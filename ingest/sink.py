@@ -3,13 +3,16 @@
 ``publish`` is synchronous on purpose: it returns only once every post is durable (for Kafka:
 acknowledged by all in-sync replicas), so a source may then advance its checkpoint or answer
 its caller. While the destination is down it keeps retrying, which pauses the calling source;
-it gives up only at the caller's deadline or stop signal, raising ``PublishError``.
+it gives up only at the caller's deadline or stop signal, raising ``PublishError``. A post that
+no retry can deliver (too large for Kafka, dated beyond ``future_tolerance_s``) is refused
+instead and returned with its reason, so one such item cannot stall its source for good.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from finsentry.schema import Post
@@ -23,6 +26,15 @@ class PublishError(RuntimeError):
         self.unacknowledged = list(unacknowledged)
 
 
+@dataclass(frozen=True)
+class Refused:
+    """A post refused for good (retrying cannot help), and why: the source reports it as a
+    rejection and carries on."""
+
+    post: Post
+    reason: str
+
+
 class PostSink(Protocol):
     def publish(
         self,
@@ -30,8 +42,9 @@ class PostSink(Protocol):
         *,
         timeout_s: float | None = None,
         stop: threading.Event | None = None,
-    ) -> None:
-        """Deliver all posts or raise PublishError; never returns with a post unacknowledged."""
+    ) -> list[Refused]:
+        """Deliver every post not refused, or raise PublishError; never returns with a post
+        unacknowledged and not refused."""
 
     def close(self) -> None: ...
 
@@ -59,10 +72,11 @@ class MemorySink:
         *,
         timeout_s: float | None = None,
         stop: threading.Event | None = None,
-    ) -> None:
+    ) -> list[Refused]:
         if self.down:
             raise PublishError(f"memory sink is down; {len(posts)} post(s) not taken", posts)
         self.posts.extend(posts)
+        return []
 
     def close(self) -> None:
         return None

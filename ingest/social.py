@@ -213,11 +213,15 @@ class SocialPoller(ABC):
             log.error("%s: %s", self.name, outcome)
         # Oldest first, so the stream sees them in event order.
         posts = sorted(new.values(), key=lambda p: p.published_at)
-        self.sink.publish(posts, stop=stop)
-        limit = self.settings.ingest_seen_limit
+        refused = self.sink.publish(posts, stop=stop)
+        for refusal in refused:
+            log.warning("%s: item %s refused: %s", self.name, refusal.post.id, refusal.reason)
+        rejected += len(refused)
+        limit = self.settings.ingest_seen_limit  # refused items count as seen: not retried
         self.store.put_state(self.state_key, {"seen": [*state.get("seen", []), *new][-limit:]})
-        self.metrics.add(fetched=fetched, published=len(posts), rejected=rejected)
-        self.metrics.log_cycle(outcome, new=len(posts), rejected=rejected)
+        published = len(posts) - len(refused)
+        self.metrics.add(fetched=fetched, published=published, rejected=rejected)
+        self.metrics.log_cycle(outcome, new=published, rejected=rejected)
         return delay
 
 

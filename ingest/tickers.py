@@ -153,7 +153,7 @@ class TickerExtractor:
         """Tickers in order of first mention; ``hints`` (source-given symbols) come first."""
         found: dict[str, None] = {}
         for hint in hints:
-            symbol = hint.strip().upper().lstrip("$")
+            symbol = _hint_symbol(hint)
             if _TICKER_SHAPE.match(symbol):
                 found[symbol] = None
         for text in texts:
@@ -161,6 +161,16 @@ class TickerExtractor:
                 for symbol in self._scan(text):
                     found[symbol] = None
         return tuple(found)
+
+    def unknown(self, hints: Iterable[str], allowed: Iterable[str] = ()) -> list[str]:
+        """The hints naming no symbol of the list nor of ``allowed``: every ticker becomes an
+        aggregation key, so a caller's unchecked hints could create keys without end."""
+        known = self._known | {_hint_symbol(symbol) for symbol in allowed}
+        return [hint for hint in hints if _hint_symbol(hint) not in known]
+
+    @property
+    def _known(self) -> frozenset[str]:
+        return self.tickers.symbols | frozenset(self.tickers.names.values())
 
     def _scan(self, text: str) -> list[str]:
         hits: list[tuple[int, str]] = []
@@ -176,6 +186,10 @@ class TickerExtractor:
                 if symbol in self.tickers.symbols and symbol not in AMBIGUOUS_SYMBOLS:
                     hits.append((match.start(), symbol))
         return [symbol for _, symbol in sorted(hits) if _TICKER_SHAPE.match(symbol)]
+
+
+def _hint_symbol(hint: str) -> str:
+    return hint.strip().upper().lstrip("$")
 
 
 def _shouting(text: str) -> bool:

@@ -20,6 +20,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol, cast
 
 import faust
@@ -35,9 +36,10 @@ from finsentry.schema import (
 )
 from stream.app import GroupOffsets, StreamTables, StreamTopics, input_topic_names
 from stream.batching import next_batch
-from stream.dedup import Deduplicator
+from stream.dedup import Deduplicator, PruneSchedule
 from stream.liveness import StallWatch
 from stream.metrics import StreamMetrics
+from stream.outputs import RECORD_OVERHEAD_BYTES, fits, split_to_fit
 from stream.parsing import make_dead_letter, parse_post
 from stream.sink import StoreSink
 from stream.spikes import SignalEngine
@@ -93,6 +95,7 @@ def register_agents(
     posts_topic = topics.posts.get_topic_name()
     valid_topic = topics.valid.get_topic_name()
     deduplicator = Deduplicator(tables.seen, settings.dedup_horizon_s)
+    prunes = PruneSchedule(settings.dedup_horizon_s)
     watch = StallWatch(settings.worker_stall_timeout_s)
     group_offsets = GroupOffsets(settings)
     input_topics = input_topic_names(topics)
@@ -160,6 +163,8 @@ def register_agents(
             topic=message.topic,
             partition=message.partition,
             offset=message.offset,
+            now=datetime.now(UTC),
+            future_tolerance_s=settings.future_tolerance_s,
         )
         if isinstance(result, DeadLetter):
             return Forwarded(await dead_letter(result))
@@ -170,6 +175,9 @@ def register_agents(
                 return Forwarded(await topics.valid.send(key=key, value=raw))
         origin = origin_of(message)
         verdict = deduplicator.check(post, origin)
+        prune_to = prunes.due(message.partition, post.published_at.timestamp())
+        if prune_to is not None:  # a table's deletes go to the current event's partition
+            deduplicator.prune(prune_to, lambda o: origin_partition(o) == message.partition)
         if verdict.duplicate_of is not None:
             metrics.duplicates.labels(verdict.duplicate_of).inc()
             return None
@@ -184,20 +192,38 @@ def register_agents(
         metrics.scored.inc(len(scored))
         return scored
 
-    async def publish(scored: list[ScoredPost]) -> None:
+    async def publish(scored: list[ScoredPost], batch: list[Admitted]) -> None:
         """Sends and stores a scored batch; returns once Kafka has both sends and the store
         has the posts, so acknowledging the inputs next can lose neither: a send returns
-        once queued, and Faust's commit does not wait for the producer."""
-        sent = [
-            await topics.scored.send(key=post.id.encode(), value=post.to_json()) for post in scored
-        ]
-        if scored:  # one message per batch: the aggregation stage works batch by batch
-            sent.append(
-                await topics.signal_input.send(key=b"all", value=observations_to_json(scored))
+        once queued, and Faust's commit does not wait for the producer. A post whose scored
+        message is over the producer's request size is dead-lettered (see stream/outputs.py)."""
+        max_request = app.conf.producer_max_request_size
+        origins = {item.post.id: item for item in batch}
+        sent, kept = [], []
+        for post in scored:
+            key, value = post.id.encode(), post.to_json()
+            if fits(key, value, max_request):
+                sent.append(await topics.scored.send(key=key, value=value))
+                kept.append(post)
+                continue
+            item = origins[post.id]
+            error = f"its scored message is {len(value)} bytes; the producer takes {max_request}"
+            letter = make_dead_letter(
+                item.post.to_json(),
+                "oversized",
+                error,
+                topic=item.topic,
+                partition=item.partition,
+                offset=item.offset,
             )
+            sent.append(await dead_letter(letter))
+        if kept:  # one message per batch unless it is too large: split, still in order
+            limit = max_request - RECORD_OVERHEAD_BYTES
+            for value in split_to_fit(kept, observations_to_json, limit):
+                sent.append(await topics.signal_input.send(key=b"all", value=value))
         # No hop through ``scored`` to the store: it is for others. A crash before the
         # acknowledgement re-scores the batch, and the upsert makes that harmless.
-        await ctx.sink.write_posts(scored)
+        await ctx.sink.write_posts(kept)
         await asyncio.gather(*sent)
 
     async def score_batches(stream: Any, queue: asyncio.Queue[tuple[Intake, Any]]) -> None:
@@ -210,7 +236,7 @@ def register_agents(
                 )
                 admitted = [item for item, _ in batch if isinstance(item, Admitted)]
                 if admitted:
-                    await publish(await score_batch(admitted))
+                    await publish(await score_batch(admitted), admitted)
                 await asyncio.gather(
                     *(item.delivery for item, _ in batch if isinstance(item, Forwarded))
                 )
@@ -394,6 +420,11 @@ def register_agents(
 def origin_of(message: Any) -> str:
     """Names the input message: a redelivery has the same origin, a re-send does not."""
     return f"{message.topic}:{message.partition}:{message.offset}"
+
+
+def origin_partition(origin: str) -> int:
+    """The input partition an ``origin_of`` names: the changelog partition its claim is on."""
+    return int(origin.rsplit(":", 2)[1])
 
 
 class Admitted(NamedTuple):

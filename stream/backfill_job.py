@@ -84,6 +84,7 @@ class BackfillSummary:
     seconds: float = 0.0
     notified: bool = False
     published: int | None = None  # --via-kafka: posts handed to the pipeline
+    refused: int = 0  # --via-kafka: posts the producer refused for good (too large for Kafka)
     spilled_runs: int = 0  # sorted runs the external sort wrote to disk (0: sorted in memory)
 
     def lines(self) -> list[str]:
@@ -99,7 +100,10 @@ class BackfillSummary:
         lines = [f"backfill {state}"]
         lines += [f"  {report.summary()}" for report in self.files]
         if self.published is not None:
-            lines.append(f"  published {self.published} posts to the pipeline's posts topic")
+            refused = f"; {self.refused} refused, see the log" if self.refused else ""
+            lines.append(
+                f"  published {self.published} posts to the pipeline's posts topic{refused}"
+            )
             return lines
         done = c.read - self.resumed_from
         rate = f" ({done / self.seconds:.1f} posts/s)" if self.seconds > 0 and done else ""
@@ -393,13 +397,16 @@ def publish_backfill(
                 if stop is not None and stop.is_set():
                     break
                 now = datetime.now(UTC)
-                sink.publish(
+                refused = sink.publish(
                     [item.model_copy(update={"received_at": now}) for _, item in batch], stop=stop
                 )
+                for refusal in refused:
+                    log.warning("post %s refused: %s", refusal.post.id, refusal.reason)
                 for index, _ in batch:
                     file_done[index] += 1
                 counters.read += len(batch)
-                summary.published = (summary.published or 0) + len(batch)
+                summary.refused += len(refused)
+                summary.published = (summary.published or 0) + len(batch) - len(refused)
                 save(completed=False)
                 bar.update(len(batch))
             else:

@@ -5,12 +5,14 @@ worker), mapping a key to ``[event time (epoch seconds), origin]`` of the post t
 it, so a restarted worker resumes with what it had seen. The origin names the input message
 (topic, partition, offset): the worker records a claim as soon as the post is admitted, before
 it is scored, so a message delivered again after a crash finds its own claim and passes,
-while a re-send of the post (another message) is still a duplicate.
+while a re-send of the post (another message) is still a duplicate. Claims older than the
+horizon are pruned by event time (``PruneSchedule``), so the state stays bounded however
+many distinct posts go by.
 """
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -66,9 +68,36 @@ class Deduplicator:
             self.seen[key] = [at, origin]
         return DedupVerdict(None, text_print)
 
-    def prune(self, now_s: float) -> int:
-        """Forget entries older than the horizon; returns how many were dropped."""
-        stale = [key for key, (at, _) in self.seen.items() if now_s - at > self.horizon_s]
+    def prune(self, now_s: float, owned: Callable[[Any], bool] | None = None) -> int:
+        """Forget entries older than the horizon, of them only those whose origin ``owned``
+        accepts (the worker may delete only what its current input partition wrote);
+        returns how many were dropped."""
+        stale = [
+            key
+            for key, (at, origin) in self.seen.items()
+            if now_s - at > self.horizon_s and (owned is None or owned(origin))
+        ]
         for key in stale:
             del self.seen[key]
         return len(stale)
+
+
+class PruneSchedule:
+    """When to prune, per input partition: whenever its newest event time has moved a tenth
+    of the horizon past the last prune. The state then holds at most 1.1 horizons of posts,
+    and the scan a prune costs is paid once per tenth of a horizon, not per post."""
+
+    def __init__(self, horizon_s: float) -> None:
+        self.every_s = horizon_s / 10
+        self._newest: dict[int, float] = {}
+        self._pruned: dict[int, float] = {}
+
+    def due(self, partition: int, event_s: float) -> float | None:
+        """The event time to prune against now, or None when no prune is due."""
+        newest = max(event_s, self._newest.get(partition, event_s))
+        self._newest[partition] = newest
+        last = self._pruned.setdefault(partition, newest)
+        if newest - last < self.every_s:
+            return None
+        self._pruned[partition] = newest
+        return newest

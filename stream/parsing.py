@@ -37,9 +37,20 @@ def make_dead_letter(
 
 
 def parse_post(
-    raw: bytes | None, *, max_bytes: int, topic: str, partition: int, offset: int
+    raw: bytes | None,
+    *,
+    max_bytes: int,
+    topic: str,
+    partition: int,
+    offset: int,
+    now: datetime,
+    future_tolerance_s: float,
 ) -> Post | DeadLetter:
-    """A valid Post, or a DeadLetter carrying the reason, the raw bytes and their origin."""
+    """A valid Post, or a DeadLetter carrying the reason, the raw bytes and their origin.
+
+    A post published more than ``future_tolerance_s`` after ``now`` is refused
+    (``future_event_time``): one such post would carry the watermark past every later one.
+    """
 
     def dead(reason: str, error: str) -> DeadLetter:
         return make_dead_letter(
@@ -60,9 +71,18 @@ def parse_post(
     except UnicodeDecodeError as exc:
         return dead("undecodable", f"not UTF-8: {exc}")
     try:
-        return Post.from_json(text)
+        post = Post.from_json(text)
     except SchemaError as exc:
         schema_error = exc
+    else:
+        ahead = (post.published_at - now).total_seconds()
+        if ahead > future_tolerance_s:
+            return dead(
+                "future_event_time",
+                f"published_at {post.published_at.isoformat()} is {ahead:.0f}s ahead of the "
+                f"worker's clock; future_tolerance_s allows {future_tolerance_s:g}s",
+            )
+        return post
     try:  # only a rejected input is parsed again, to tell bad JSON from a bad post
         json.loads(text)
     except json.JSONDecodeError as exc:

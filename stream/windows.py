@@ -23,6 +23,9 @@ from typing import Any
 from finsentry.schema import Evidence, ScoredPost
 
 WATERMARK_KEY = "__watermark__"
+# Characters of a title kept as evidence: enough to recognise the story in an alert, and
+# it keeps a batch of long titles within what one Kafka message may carry.
+EVIDENCE_TITLE_CHARS = 300
 
 
 @dataclass(frozen=True)
@@ -71,15 +74,19 @@ def observe(post: ScoredPost) -> Observation:
         event_time=post.published_at.timestamp(),
         score=post.score,
         negative=post.sentiment == "negative",
-        title=post.title or post.body[:200],
+        title=(post.title or post.body[:200])[:EVIDENCE_TITLE_CHARS],
         url=post.url,
         model_version=post.model_version,
     )
 
 
 def observations_to_json(posts: Sequence[ScoredPost]) -> bytes:
-    """One message for a batch of scored posts: each post's keys and observation, in order."""
-    return json.dumps([[keys_for(post), asdict(observe(post))] for post in posts]).encode()
+    """One message for a batch of scored posts: each post's keys and observation, in order.
+
+    UTF-8, not ASCII escapes: an emoji costs 4 bytes, not 12.
+    """
+    observations = [[keys_for(post), asdict(observe(post))] for post in posts]
+    return json.dumps(observations, ensure_ascii=False).encode()
 
 
 def observations_from_json(raw: bytes) -> list[tuple[list[str], Observation]]:

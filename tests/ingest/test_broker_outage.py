@@ -131,11 +131,11 @@ def test_webhook_answers_503_while_the_broker_is_down_and_202_after(
     broker: tuple[LocalKafka, Settings], tmp_path: Path
 ) -> None:
     kafka, base = broker
-    settings = isolated(base, tmp_path, ingest_webhook_token=SecretStr("t"))
+    settings = isolated(base, tmp_path, ingest_webhook_token=SecretStr("t" * 16))
     sink = KafkaPostSink(settings)
     server = WebhookServer(make_app(settings, sink, default_extractor()), "127.0.0.1", 0)
     url = f"http://127.0.0.1:{server.start()}/posts"
-    auth = {"Authorization": "Bearer t"}
+    auth = {"Authorization": f"Bearer {'t' * 16}"}
     post = {"id": "outage-1", "title": "Boeing shares fall"}
     try:
         assert httpx.post(url, json=post, headers=auth, timeout=60).status_code == 202

@@ -84,7 +84,7 @@ def test_replay_command_reports_rejects_and_resumes(
 
 def test_webhook_command_serves_until_terminated(posts_settings: Settings) -> None:
     port = free_port()
-    env = {**cli_env(posts_settings), "FINSENTRY_INGEST_WEBHOOK_TOKEN": "cli-token"}
+    env = {**cli_env(posts_settings), "FINSENTRY_INGEST_WEBHOOK_TOKEN": "cli-token-0123456789"}
     process = subprocess.Popen(
         [sys.executable, "-c", ENTRY, "ingest", "webhook", "--port", str(port)],
         env=env,
@@ -104,7 +104,7 @@ def test_webhook_command_serves_until_terminated(posts_settings: Settings) -> No
         answer = httpx.post(
             f"{base}/posts",
             json={"id": "cli-1", "title": "Tesla recalls cars"},
-            headers={"Authorization": "Bearer cli-token"},
+            headers={"Authorization": "Bearer cli-token-0123456789"},
             timeout=60,
         )
         assert answer.status_code == 202, answer.text
@@ -114,3 +114,27 @@ def test_webhook_command_serves_until_terminated(posts_settings: Settings) -> No
         assert process.stderr is not None
         process.stderr.close()
     assert [post.id for _, post in read_posts(posts_settings)] == ["webhook:cli-1"]
+
+
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [
+        (None, "refusing to serve the webhook on 0.0.0.0 without a token"),
+        ("", "at least 16 characters"),
+        ("short-token", "at least 16 characters"),
+    ],
+    ids=["no-token", "empty-token", "short-token"],
+)
+def test_webhook_command_refuses_an_open_or_guessable_endpoint(
+    posts_settings: Settings, token: str | None, message: str
+) -> None:
+    """Without a token it served anyone who could reach the port; "" was a token too."""
+    env = cli_env(posts_settings)
+    if token is not None:
+        env["FINSENTRY_INGEST_WEBHOOK_TOKEN"] = token
+    command = [sys.executable, "-c", ENTRY, "ingest", "webhook", "--host", "0.0.0.0"]
+    done = subprocess.run(
+        [*command, "--port", str(free_port())], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode != 0
+    assert message in done.stderr

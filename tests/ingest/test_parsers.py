@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from ingest.polling import parse_retry_after, run_polling
+from ingest.posts import MAX_BODY_BYTES, cap_bytes, make_post, serialised_size
 from ingest.rss import FeedError, parse_feed
 from ingest.sink import MemorySink, story_key
 from ingest.social import PageError, reddit_page, stocktwits_page
@@ -158,3 +159,31 @@ def test_memory_sink_outage_raises_with_the_posts() -> None:
     with pytest.raises(Exception, match="down") as caught:
         sink.publish(posts)
     assert caught.value.unacknowledged == posts  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("char", "bytes_each"), [("\N{CJK UNIFIED IDEOGRAPH-80A1}", 3), ("\N{ROCKET}", 4)]
+)
+def test_a_body_is_capped_in_serialised_bytes_not_characters(char: str, bytes_each: int) -> None:
+    """A million CJK characters passed the character limit and made a 3 MB post that no
+    Kafka producer would take."""
+    post = make_post(
+        source="rss:wire",
+        kind="news",
+        native_id="long",
+        title="A long filing",
+        body=char * 1_000_000,
+        published_at=NOW,
+        received_at=NOW,
+        extractor=default_extractor(),
+    )
+    assert len(post.body) == MAX_BODY_BYTES // bytes_each
+    assert len(post.to_json()) < MAX_BODY_BYTES + 1_000
+
+
+def test_escapes_count_as_the_bytes_they_take() -> None:
+    text = "\x01" * 10 + "abc"  # each control character is six bytes once escaped
+    assert serialised_size(text) == 63
+    assert cap_bytes(text, 62) == "\x01" * 10 + "ab"
+    assert cap_bytes(text, 5) == ""
+    assert cap_bytes(text, 63) == text

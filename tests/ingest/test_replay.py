@@ -165,6 +165,7 @@ def test_checkpoint_resumes_after_an_outage_without_resending(tmp_path: Path, st
             if len(sink.posts) >= 100:
                 raise PublishError("down", posts)
             sink.posts.extend(posts)
+            return []
 
     with pytest.raises(PublishError):
         _replay(path, store, FailingAfter(), batch_size=50)

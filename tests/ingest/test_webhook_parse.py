@@ -14,12 +14,17 @@ from ingest.tickers import default_extractor
 from ingest.webhook import BadRequest, parse_batch
 
 pytestmark = pytest.mark.unit
-NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+NOW = datetime(2024, 5, 1, 13, 0, tzinfo=UTC)
 
 
 def parse(body: bytes, content_type: str = "application/json", max_posts: int = 100):  # type: ignore[no-untyped-def]
     return parse_batch(
-        body, content_type, extractor=default_extractor(), max_posts=max_posts, received_at=NOW
+        body,
+        content_type,
+        extractor=default_extractor(),
+        max_posts=max_posts,
+        future_tolerance_s=300,
+        received_at=NOW,
     )
 
 
@@ -55,6 +60,59 @@ def test_array_and_ndjson_batches() -> None:
         "story 1",
         "story 2",
     ]
+
+
+def test_ndjson_splits_on_newlines_only() -> None:
+    """U+2028 and U+0085 are legal inside JSON strings; splitlines() split the line there."""
+    items = [{"title": "one\u2028line"}, {"title": "next\x85line"}, {"title": "crlf"}]
+    body = "\r\n".join(json.dumps(i, ensure_ascii=False) for i in items).encode()
+    assert [p.title for p in parse(body, "application/x-ndjson")] == [
+        "one line",
+        "next line",
+        "crlf",
+    ]
+
+
+@pytest.mark.parametrize("digits", [4_301, 5_000])
+def test_an_integer_longer_than_python_converts_is_a_400(digits: int) -> None:
+    """json.loads raises ValueError (not JSONDecodeError) past 4,300 digits: it was a 500."""
+    body = b'{"title": "x", "n": ' + b"7" * digits + b"}"
+    with pytest.raises(BadRequest) as caught:
+        parse(body)
+    assert caught.value.status == 400
+    assert "integer" in caught.value.errors[0]["message"]
+
+
+def test_a_time_beyond_the_future_tolerance_is_a_422_naming_the_field() -> None:
+    items = [
+        {"title": "in time", "published_at": "2024-05-01T13:05:00Z"},
+        {"title": "from 2100", "published_at": "2100-01-01T00:00:00Z"},
+    ]
+    with pytest.raises(BadRequest) as caught:
+        parse(json.dumps(items).encode())
+    assert caught.value.status == 422
+    [error] = caught.value.errors
+    assert (error["item"], error["field"]) == (1, "published_at")
+    assert "future_tolerance_s allows 300s" in error["message"]
+
+
+def test_ticker_hints_must_be_known_or_allowed() -> None:
+    """Every hint became an aggregation key: a caller could create keys without end."""
+    body = json.dumps([{"title": "a", "tickers": ["$msft"]}, {"title": "b", "tickers": ["ZZZQ"]}])
+    with pytest.raises(BadRequest) as caught:
+        parse(body.encode())
+    [error] = caught.value.errors
+    assert (error["item"], error["field"]) == (1, "tickers") and "'ZZZQ'" in error["message"]
+    allowed = parse_batch(
+        body.encode(),
+        "application/json",
+        extractor=default_extractor(),
+        max_posts=10,
+        future_tolerance_s=300,
+        allowed_tickers=("zzzq",),
+        received_at=NOW,
+    )
+    assert [p.tickers for p in allowed] == [("MSFT",), ("ZZZQ",)]
 
 
 def test_errors_name_item_and_field() -> None:

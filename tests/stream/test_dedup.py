@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from finsentry.schema import Post
 from finsentry.text import fingerprint, normalise_text
-from stream.dedup import Deduplicator
+from stream.dedup import Deduplicator, PruneSchedule
 
 pytestmark = pytest.mark.unit
 
@@ -53,6 +53,48 @@ def test_prune_forgets_old_entries() -> None:
     dedup.check(post("a", "Fed holds rates"))
     assert dedup.prune((T0 + timedelta(minutes=20)).timestamp()) == 2
     assert seen == {}
+
+
+def test_prune_deletes_only_what_the_caller_owns() -> None:
+    seen: dict[str, list[object]] = {}
+    dedup = Deduplicator(seen, horizon_s=600)
+    dedup.check(post("a", "Fed holds rates"), origin="posts:0:1")
+    dedup.check(post("b", "Oil slides"), origin="posts:1:1")
+    now = (T0 + timedelta(minutes=20)).timestamp()
+    assert dedup.prune(now, owned=lambda origin: origin.startswith("posts:1:")) == 2
+    assert sorted(seen) == sorted(["id:a", f"fp:{post('a', 'Fed holds rates').fingerprint}"])
+
+
+def test_prunes_are_due_per_partition_each_tenth_of_the_horizon_of_event_time() -> None:
+    schedule = PruneSchedule(horizon_s=1_000)
+    assert schedule.due(0, 5_000.0) is None  # the first event starts the clock
+    assert schedule.due(0, 5_099.0) is None
+    assert schedule.due(1, 5_100.0) is None  # another partition keeps its own clock
+    assert schedule.due(0, 4_000.0) is None  # an older post does not move it back
+    assert schedule.due(0, 5_100.0) == 5_100.0
+    assert schedule.due(0, 5_150.0) is None
+    assert schedule.due(1, 5_200.0) == 5_200.0
+
+
+@given(st.lists(st.floats(min_value=0, max_value=100_000), min_size=1, max_size=200))
+def test_with_scheduled_prunes_no_claim_outlives_one_and_a_tenth_horizons(
+    times: list[float],
+) -> None:
+    """In event-time order; a late post's claim waits for the next prune."""
+    times.sort()
+    seen: dict[str, list[object]] = {}
+    dedup = Deduplicator(seen, horizon_s=1_000)
+    schedule = PruneSchedule(horizon_s=1_000)
+    for n, at in enumerate(times):
+        item = post(f"p{n}", f"story {n}").model_copy(
+            update={"published_at": datetime.fromtimestamp(at, UTC)}
+        )
+        dedup.check(item, origin=f"posts:0:{n}")
+        due = schedule.due(0, at)
+        if due is not None:
+            dedup.prune(due)
+    newest = max(times)
+    assert all(newest - at <= 1_100 for at, _ in seen.values())
 
 
 @given(st.text(min_size=1, max_size=80), st.sampled_from(["!!", " -- ", "...", "  "]))

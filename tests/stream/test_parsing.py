@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import UTC, datetime
 
 import pytest
 
@@ -20,13 +21,29 @@ GOOD = {
 }
 
 
+NOW = datetime(2024, 5, 1, 12, 5, tzinfo=UTC)
+
+
 def parse(raw: bytes | None, max_bytes: int = 10_000) -> Post | DeadLetter:
-    return parse_post(raw, max_bytes=max_bytes, topic="finsentry.posts", partition=3, offset=42)
+    return parse_post(
+        raw,
+        max_bytes=max_bytes,
+        topic="finsentry.posts",
+        partition=3,
+        offset=42,
+        now=NOW,
+        future_tolerance_s=300,
+    )
 
 
 def test_valid_post() -> None:
     result = parse(json.dumps(GOOD).encode())
     assert isinstance(result, Post) and result.id == "webhook:1"
+
+
+def test_a_post_within_the_future_tolerance_passes() -> None:
+    result = parse(json.dumps({**GOOD, "published_at": "2024-05-01T12:10:00Z"}).encode())
+    assert isinstance(result, Post)
 
 
 @pytest.mark.parametrize(
@@ -37,6 +54,16 @@ def test_valid_post() -> None:
         (json.dumps({**GOOD, "kind": "blog"}).encode(), "invalid", "kind"),
         (json.dumps({**GOOD, "body": "x" * 20_000}).encode(), "oversized", "10000-byte limit"),
         (None, "invalid", "tombstone"),
+        (
+            json.dumps({**GOOD, "published_at": "2024-05-01T12:10:01Z"}).encode(),
+            "future_event_time",
+            "301s ahead",
+        ),
+        (
+            json.dumps({**GOOD, "published_at": "2100-01-01T00:00:00Z"}).encode(),
+            "future_event_time",
+            "future_tolerance_s allows 300s",
+        ),
     ],
 )
 def test_bad_input_becomes_a_dead_letter_with_its_origin(

@@ -1,0 +1,133 @@
+"""Worker state against distinct posts over simulated days: does it stay flat after the horizon?
+
+Starts its own broker and worker (free ports, a temp dir) and feeds distinct posts, keyed as
+ingest keys them, spread evenly over ``--days`` of event time, in ``--phases`` parts. After
+each part is stored it records the worker's resident memory and, for the dedup and window
+tables, the keys their changelogs still hold (what a restarted worker recovers) beside the
+records written. With pruning by event time the dedup keys stop growing once the stream is
+one ``dedup_horizon_s`` in; without it they were two per post, for good.
+
+    .venv/bin/python -m bench.state [--posts 100000] [--days 30] [--phases 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import tempfile
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from bench.stream import T0, cycled, headlines, stop_on_sigterm, stored
+from finsentry.config import Settings, load_settings
+from finsentry.localkafka import LocalKafka
+from finsentry.runtime import free_port, wait_until
+from finsentry.schema import Post
+from finsentry.store import Store
+from ingest.sink import story_key
+from stream.app import app_id
+from stream.process import WorkerProcess
+
+
+def changelog(settings: Settings, table: str) -> tuple[int, int]:
+    """(keys not deleted, records) on a table's changelog topic."""
+    topic = f"{app_id(settings)}-{table}-changelog"
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning()
+        end = consumer.end_offsets(partitions)
+        latest: dict[bytes, Any] = {}
+        while any(consumer.position(tp) < end[tp] for tp in partitions):
+            for records in consumer.poll(timeout_ms=500, max_records=50_000).values():
+                latest.update((r.key, r.value) for r in records)
+        return sum(v is not None for v in latest.values()), sum(end.values())
+    finally:
+        consumer.close()
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--posts", type=int, default=100_000)
+    parser.add_argument("--days", type=float, default=30.0)
+    parser.add_argument("--phases", type=int, default=10)
+    args = parser.parse_args()
+    if args.posts < args.phases or args.phases < 1 or args.days <= 0:
+        parser.error("need --posts >= --phases >= 1 and --days > 0")
+    stop_on_sigterm()
+    work = Path(tempfile.mkdtemp(prefix="finsentry-bench-"))
+    broker = LocalKafka(
+        load_settings(
+            data_dir=work / "broker", kafka_port=free_port(), kafka_controller_port=free_port()
+        )
+    )
+    try:
+        broker.start()
+        run(broker, work, args.posts, args.days, args.phases)
+    finally:
+        broker.stop()
+
+
+def run(broker: LocalKafka, work: Path, n_posts: int, days: float, phases: int) -> None:
+    settings = load_settings(
+        data_dir=work / "var",
+        kafka_bootstrap=broker.bootstrap,
+        kafka_topic_prefix=f"bench{uuid.uuid4().hex[:6]}.",
+        kafka_partitions=2,
+        store_url=f"sqlite:///{work / 'store.db'}",
+    )
+    step = timedelta(days=days) / n_posts
+    texts = cycled(headlines(5_000), n_posts)
+    worker = WorkerProcess(settings, work / "worker.log")
+    store = Store(settings.database_url)
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    horizon_days = settings.dedup_horizon_s / 86_400
+    print(f"\nstate benchmark: {n_posts} distinct posts over {days:g} days, 2 partitions, ")
+    print(f"dedup_horizon_s {settings.dedup_horizon_s} ({horizon_days:g} days)")
+    print(f"{'day':>6}{'posts':>9}{'RSS MiB':>9}{'dedup keys':>12}{'written':>10}{'windows':>9}")
+    try:
+        worker.start()
+        assert worker.process is not None
+        for phase in range(phases):
+            first, last = phase * n_posts // phases, (phase + 1) * n_posts // phases
+            for n in range(first, last):
+                post = Post(
+                    id=f"bench:{n}",
+                    source="replay:bench",
+                    kind="news",
+                    published_at=T0 + n * step,
+                    received_at=T0 + n * step,
+                    title=f"{texts[n]} ({n})",
+                )
+                producer.send(settings.topic("posts"), key=story_key(post), value=post.to_json())
+            producer.flush()
+            wait_until(lambda n=last: stored(store, "bench") >= n, 3_600, f"{last} posts stored")
+            live, written = changelog(settings, "dedup-seen")
+            windows, _ = changelog(settings, "windows")
+            day = (last * step).total_seconds() / 86_400
+            rss = rss_mib(worker.process.pid)
+            print(f"{day:>6.1f}{last:>9}{rss:>9.0f}{live:>12}{written:>10}{windows:>9}")
+    finally:
+        producer.close()
+        store.close()
+        if worker.process is not None:
+            try:
+                worker.stop()
+            except subprocess.TimeoutExpired:
+                worker.kill()
+
+
+if __name__ == "__main__":
+    main()

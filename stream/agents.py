@@ -25,6 +25,7 @@ from typing import Any, NamedTuple, Protocol, cast
 
 import faust
 from faust.streams import current_event
+from faust.types import TP
 
 from finsentry.config import Settings
 from finsentry.schema import (
@@ -43,6 +44,7 @@ from stream.parsing import make_dead_letter, parse_post
 from stream.sink import StoreSink
 from stream.spikes import SignalEngine
 from stream.staging import StagedMapping
+from stream.watermarks import IdleWatch, Progress, input_name
 from stream.windows import observations_from_json, observations_to_json
 
 log = logging.getLogger(__name__)
@@ -94,6 +96,7 @@ def register_agents(
     valid_topic = topics.valid.get_topic_name()
     deduplicator = Deduplicator(tables.seen, settings.dedup_horizon_s)
     watch = StallWatch(settings.worker_stall_timeout_s)
+    idle_watch = IdleWatch(settings.idle_timeout_s)
     group_offsets = GroupOffsets(settings)
     input_topics = input_topic_names(topics)
     stalled_because: str | None = None  # why the stream is stuck, for /health
@@ -167,7 +170,10 @@ def register_agents(
         if message.topic == posts_topic:
             key = Deduplicator.routing_key(post).encode()
             if not keyed_for_dedup(message, key):
-                return Forwarded(await topics.valid.send(key=key, value=raw))
+                partition = app.consumer.key_partition(valid_topic, key)
+                to = None if partition is None else input_name(valid_topic, partition)
+                delivery = await topics.valid.send(key=key, value=raw)
+                return Forwarded(delivery, post.published_at.timestamp(), to)
         origin = origin_of(message)
         verdict = deduplicator.check(post, origin)
         if verdict.duplicate_of is not None:
@@ -184,17 +190,38 @@ def register_agents(
         metrics.scored.inc(len(scored))
         return scored
 
-    async def publish(scored: list[ScoredPost]) -> None:
+    def progress_of(batch: list[tuple[Intake, Any]]) -> Progress:
+        """The input partitions, and how far in event time this batch takes each of them
+        (stream/watermarks.py): posts scored or re-keyed count, duplicates do not."""
+        highs: dict[str, float] = {}
+        for item, event in batch:
+            if isinstance(item, Admitted):
+                at: float | None = item.post.published_at.timestamp()
+            else:
+                at = item.event_time if isinstance(item, Forwarded) else None
+            if at is not None:
+                name = input_name(event.message.topic, event.message.partition)
+                highs[name] = max(at, highs.get(name, at))
+        inputs = tuple(
+            input_name(topic, partition)
+            for topic in (posts_topic, valid_topic)
+            for partition in range(app.consumer.topic_partitions(topic) or 0)
+        )
+        woken = {item.to for item, _ in batch if isinstance(item, Forwarded) and item.to}
+        ends = {tp: app.consumer.highwater(TP(*tp)) for tp in idle_watch.told()}
+        woken |= {input_name(*tp) for tp in idle_watch.woken(ends)}
+        return Progress(inputs=inputs, highs=highs, woken=tuple(sorted(woken)))
+
+    async def publish(scored: list[ScoredPost], progress: Progress) -> None:
         """Sends and stores a scored batch; returns once Kafka has both sends and the store
         has the posts, so acknowledging the inputs next can lose neither: a send returns
         once queued, and Faust's commit does not wait for the producer."""
         sent = [
             await topics.scored.send(key=post.id.encode(), value=post.to_json()) for post in scored
         ]
-        if scored:  # one message per batch: the aggregation stage works batch by batch
-            sent.append(
-                await topics.signal_input.send(key=b"all", value=observations_to_json(scored))
-            )
+        if scored or progress.highs:  # one message per batch, with the partitions' progress
+            value = observations_to_json(scored, progress)
+            sent.append(await topics.signal_input.send(key=b"all", value=value))
         # No hop through ``scored`` to the store: it is for others. A crash before the
         # acknowledgement re-scores the batch, and the upsert makes that harmless.
         await ctx.sink.write_posts(scored)
@@ -209,8 +236,8 @@ def register_agents(
                     queue, settings.stream_batch_size, settings.stream_batch_within_s
                 )
                 admitted = [item for item, _ in batch if isinstance(item, Admitted)]
-                if admitted:
-                    await publish(await score_batch(admitted))
+                scored = await score_batch(admitted) if admitted else []
+                await publish(scored, progress_of(batch))
                 await asyncio.gather(
                     *(item.delivery for item, _ in batch if isinstance(item, Forwarded))
                 )
@@ -253,7 +280,7 @@ def register_agents(
             engine = SignalEngine.from_settings(
                 settings, window_state=window_state, spike_state=spike_state
             )
-            output = engine.add_many(observations_from_json(raw))
+            output = engine.add_input(*observations_from_json(raw))
             metrics.late.inc(len(output.late_keys))
             sent = [
                 await topics.signals.send(key=p.key.encode(), value=p.to_json())
@@ -270,9 +297,12 @@ def register_agents(
                 await ctx.sink.write_alerts(output.alerts)
             if output.points:
                 await ctx.sink.write_points(output.points)
+            if output.corrections:
+                await ctx.sink.write_corrections(output.corrections)
             window_state.commit()  # one table write per changed window, not per post
             spike_state.commit()
             metrics.windows_closed.inc(len(output.points))
+            metrics.windows_corrected.inc(len(output.corrections))
             metrics.alerts.inc(len(output.alerts))
 
     @app.agent(topics.model_updates)
@@ -311,7 +341,11 @@ def register_agents(
             watch.rebalanced()
             return
         try:
-            reason, committed = await stall_reason(inputs)
+            reason, committed, idle = await stall_reason(inputs)
+            if idle:
+                log.info("input partitions caught up and quiet: %s", ", ".join(idle))
+                notice = observations_to_json([], Progress(idle=tuple(idle)))
+                await (await topics.signal_input.send(key=b"all", value=notice))
         except Exception:  # the broker is unreachable: that is not the worker's stall
             if not cannot_judge:
                 log.warning("cannot judge whether the worker is stuck", exc_info=True)
@@ -326,12 +360,13 @@ def register_agents(
         if reason and not consumer.unacked:
             await seek_back(consumer, committed)
 
-    async def stall_reason(inputs: list[Any]) -> tuple[str | None, dict[Any, int]]:
-        """Why the worker is stuck (or None), and the committed offset of each input
-        partition (the earliest offset where the group never committed, as
-        consumer_auto_offset_reset="earliest" reads it); both asked of the broker."""
+    async def stall_reason(inputs: list[Any]) -> tuple[str | None, dict[Any, int], list[str]]:
+        """Why the worker is stuck (or None), the committed offset of each input partition
+        (the earliest offset where the group never committed, as
+        consumer_auto_offset_reset="earliest" reads it), both asked of the broker, and the
+        scorer's input partitions that have just become idle (stream/watermarks.py)."""
         if not inputs:
-            return None, {}
+            return None, {}, []
         consumer = app.consumer
         committed = await group_offsets.committed([(tp.topic, tp.partition) for tp in inputs])
         never_committed = [tp for tp in inputs if (tp.topic, tp.partition) not in committed]
@@ -339,8 +374,11 @@ def register_agents(
             earliest = await consumer.earliest_offsets(*never_committed)
             committed |= {(tp.topic, tp.partition): offset for tp, offset in earliest.items()}
         ends = await consumer.highwaters(*inputs)
-        reason = watch.stalled(committed, {(tp.topic, tp.partition): e for tp, e in ends.items()})
-        return reason, {tp: committed[tp.topic, tp.partition] for tp in inputs}
+        end_of = {(tp.topic, tp.partition): end for tp, end in ends.items()}
+        reason = watch.stalled(committed, end_of)
+        scorer_ends = {tp: e for tp, e in end_of.items() if tp[0] in (posts_topic, valid_topic)}
+        idle = [input_name(*tp) for tp in idle_watch.newly_idle(committed, scorer_ends)]
+        return reason, {tp: committed[tp.topic, tp.partition] for tp in inputs}, idle
 
     async def seek_back(consumer: Any, committed: dict[Any, int]) -> None:
         """Input waits past the committed offsets and the worker holds nothing unacknowledged:
@@ -403,9 +441,12 @@ class Admitted(NamedTuple):
 
 class Forwarded(NamedTuple):
     """An input sent on instead of scored (a dead letter, a post re-keyed to valid-posts):
-    acknowledged once Kafka has the message, or a crash would lose it."""
+    acknowledged once Kafka has the message, or a crash would lose it. A re-keyed post
+    keeps its event time and the valid-posts partition it went to (its watermark's due)."""
 
     delivery: Awaitable[Any]
+    event_time: float | None = None
+    to: str | None = None
 
 
 Intake = Admitted | Forwarded | None  # None: a duplicate, nothing to score or send

@@ -1,9 +1,11 @@
 """Faust agents: thin loops that call the pure core and move messages between topics.
 
 posts ─validate, dedup (per event)─► score (batched, model thread) ─► store, scored,
-                                      signal-input (1 partition, one message per batch)
+                                      signal-input (1 partition, one message per batch,
+                                      with its input partitions' event-time marks)
 posts not keyed by their fingerprint ─► valid-posts ─► dedup, score as above
 signal-input ─windows + spikes─► signals, alerts, store
+timer ─► signal-input: input partitions caught up and quiet (stream/watermarks.py)
 model-updates ─► hot swap of the engine between two batches.
 Table writes happen per event, in the stream's processor (faust-streaming issue #497).
 Every input of the scorer is acknowledged in input order, those with nothing to score too

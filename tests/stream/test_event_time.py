@@ -127,7 +127,7 @@ def test_a_backlog_is_counted_through_kills_and_restarts(
 ) -> None:
     """Three SIGKILLs during the catch-up: the marks live in the windows table."""
     settings = event_time_settings(kafka_settings, tmp_path)
-    posts = backlog(2000)
+    posts = backlog(1200)
     send_keyed(settings, list(posts))
     worker = start(settings, run_worker, **IDLE)
     for kill in range(1, 4):

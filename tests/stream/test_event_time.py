@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from finsentry.config import Settings
 from finsentry.schema import Post
 from finsentry.store import Store, signal_points
+from finsentry.store import posts as posts_table
 from finsentry.topics import ensure_topics
 from stream.dedup import Deduplicator
 from stream.process import WorkerProcess
@@ -45,7 +46,7 @@ IDLE = {"FINSENTRY_IDLE_TIMEOUT_S": "5"}
 def backlog(count: int) -> list[Post]:
     """``count`` posts 20 s apart, none keyed to the silent partition (the partition Kafka's
     default partitioner gives the fingerprint key, as ingest sends it)."""
-    posts = []
+    posts: list[Post] = []
     for title in unique_headlines(2 * count):
         post = make_post(len(posts), title, minutes=len(posts) / 3)
         key = Deduplicator.routing_key(post).encode()
@@ -100,12 +101,17 @@ def wait_counted(settings: Settings, posts: list[Post], worker: WorkerProcess) -
     assert market_count(settings) == expected
 
 
-def late_total(worker: WorkerProcess) -> float:
+def metric(worker: WorkerProcess, name: str) -> float:
+    """A counter from the worker's /metrics."""
     with urllib.request.urlopen(f"{worker.url}/metrics", timeout=10) as response:
         for line in response.read().decode().splitlines():
-            if line.startswith("finsentry_late_total "):
+            if line.startswith(f"{name} "):
                 return float(line.split()[1])
-    raise AssertionError("no finsentry_late_total in /metrics")
+    raise AssertionError(f"no {name} in /metrics")
+
+
+def late_total(worker: WorkerProcess) -> float:
+    return metric(worker, "finsentry_late_total")
 
 
 def test_a_backlog_on_six_partitions_is_counted_in_its_windows(
@@ -151,3 +157,63 @@ def test_a_backlog_read_by_two_workers_is_counted_in_its_windows(
     first = start(settings, run_worker, **IDLE)
     start(settings, run_worker, **IDLE)
     wait_counted(settings, posts, first)
+
+
+def test_a_late_post_corrects_its_closed_windows_stored_point(
+    kafka_settings: Settings, tmp_path: Path, run_worker: list[WorkerProcess]
+) -> None:
+    """A post later than the lateness is stored, counted late and added to its closed
+    window's stored point (count, mean, negative share); its z stays, no alert comes."""
+    settings = worker_settings(
+        kafka_settings, tmp_path, window_size_s=WINDOW_S, allowed_lateness_s=LATENESS_S
+    )
+    titles = unique_headlines(12)
+    on_time = [make_post(n, title, minutes=n) for n, title in enumerate(titles[:10])]
+    on_time.append(make_post(10, titles[10], minutes=30))  # the watermark passes 0-10 min
+    worker = start(settings, run_worker, **IDLE)
+    send_keyed(settings, list(on_time))
+    first = on_time[0].published_at
+
+    def market_point() -> dict[str, object] | None:
+        store = Store(settings.database_url)
+        try:
+            return next(
+                (p for p in store.signal_series("market") if p["window_start"] == first), None
+            )
+        finally:
+            store.close()
+
+    wait_until(lambda: market_point() is not None, 180, "the first market window closed")
+    before = market_point()
+    assert before is not None and before["count"] == 5
+    late = make_post(11, titles[11], minutes=2)
+    send_keyed(settings, [late])
+    wait_stored(settings, len(on_time) + 1, 120, worker)
+    wait_until(lambda: (market_point() or {}).get("count") == 6, 60, "the window corrected")
+    after = market_point()
+    assert after is not None
+    assert (after["z"], after["baseline"], after["is_spike"]) == (
+        before["z"],
+        before["baseline"],
+        before["is_spike"],
+    )
+    verdicts = scored_in(settings, [p.id for p in on_time[:5]] + [late.id])
+    mean = sum(score for score, _ in verdicts) / 6
+    assert after["mean_score"] == pytest.approx(mean)
+    assert after["neg_share"] == pytest.approx(sum(neg for _, neg in verdicts) / 6)
+    assert late_total(worker) > 0
+    assert metric(worker, "finsentry_windows_corrected_total") >= 1
+    assert metric(worker, "finsentry_alerts_total") == 0
+
+
+def scored_in(settings: Settings, ids: list[str]) -> list[tuple[float, bool]]:
+    """Score and whether negative, of the stored posts ``ids``."""
+    store = Store(settings.database_url)
+    try:
+        with store.engine.connect() as conn:
+            query = select(posts_table.c.score, posts_table.c.sentiment).where(
+                posts_table.c.id.in_(ids)
+            )
+            return [(row.score, row.sentiment == "negative") for row in conn.execute(query)]
+    finally:
+        store.close()

@@ -5,7 +5,10 @@ Starts its own broker and worker (on free ports, under a temp dir), then on the 
    texts the worker scores (each title carries its run's mark, so dedup lets it through);
 2. stream: posts/s from producing N posts to all N stored (validate, dedup, score, store),
    after ``--warmup-posts`` through the same pipeline (start-up costs stay out);
-3. latency: received_at -> stored_at p50/p95/p99 at an offered load of half of (2).
+3. latency: received_at -> stored_at p50/p95/p99 at an offered load of half of (2);
+4. windows: the share of the posts (all three runs, one after another in event time, 1 s
+   apart) counted in the closed ``market`` windows, of those the watermark can have passed
+   (windows ending by the last event time minus the lateness): must be 100%.
 (1) runs before and after (2) and the ratio is against their mean, so a load that drifts
 during the run (a shared machine) biases it less. Posts are keyed as ingest keys them.
 Prints a table; the ratio stream/engine is the figure of merit (target >= 0.8). CPU
@@ -21,6 +24,7 @@ SIGTERM stops the worker and the broker like Ctrl-C does.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import os
 import signal
@@ -41,7 +45,7 @@ from finsentry.config import REPO_ROOT, Settings, load_settings
 from finsentry.localkafka import LocalKafka
 from finsentry.runtime import free_port, wait_until
 from finsentry.schema import Post
-from finsentry.store import Store, posts
+from finsentry.store import Store, posts, signal_points
 from ingest.sink import story_key
 from models.engine import load_engine
 from stream.process import WorkerProcess
@@ -67,14 +71,15 @@ def cycled(texts: list[str], n: int) -> list[str]:
     return (texts * (n // len(texts) + 1))[:n]
 
 
-def make_posts(texts: list[str], run: str) -> list[Post]:
-    """Titles differ per run and index, so dedup lets every post through."""
+def make_posts(texts: list[str], run: str, start: datetime = T0) -> list[Post]:
+    """Titles differ per run and index, so dedup lets every post through; one a second of
+    event time from ``start``."""
     return [
         Post(
             id=f"{run}:{n}",
             source="replay:bench",
             kind="news",
-            published_at=T0 + timedelta(seconds=n),
+            published_at=start + timedelta(seconds=n),
             received_at=datetime.now(UTC),
             title=f"{text} ({run} {n})",
             tickers=("AAPL",),
@@ -152,6 +157,21 @@ def stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def counted_in_windows(store: Store) -> int:
+    """Posts counted in the closed ``market`` windows stored."""
+    with store.engine.connect() as conn:
+        query = select(func.coalesce(func.sum(signal_points.c.count), 0))
+        return int(conn.execute(query.where(signal_points.c.key == "market")).scalar_one())
+
+
+def closable(settings: Settings, sent: list[Post]) -> int:
+    """Posts in the windows the watermark can pass: ending by the last event time minus
+    the allowed lateness (windows are aligned to multiples of their size)."""
+    times = [post.published_at.timestamp() for post in sent]
+    mark, size = max(times) - settings.allowed_lateness_s, settings.window_size_s
+    return sum(1 for t in times if (t // size + 1) * size <= mark)
+
+
 def latencies(store: Store, run: str) -> list[float]:
     with store.engine.connect() as conn:
         rows = conn.execute(select(posts.c.received_at, posts.c.stored_at).where(of_run(run)))
@@ -196,10 +216,11 @@ def run(broker: LocalKafka, work: Path, n_posts: int, latency_seconds: float, n_
     )
     texts = headlines(n_posts)
     warm_texts = cycled(texts, n_warm)
-    full = make_posts(texts, "full")
+    full = make_posts(texts, "full", T0 + timedelta(seconds=n_warm))
     scored_texts = [post.text for post in full]  # what the worker scores, run marks included
     before = engine_run(settings, scored_texts)
-    worker = WorkerProcess(settings, work / "worker.log")
+    # Idle partitions release the watermark soon, so the last windows close before the end.
+    worker = WorkerProcess(settings, work / "worker.log", FINSENTRY_IDLE_TIMEOUT_S="5")
     store = Store(settings.database_url)
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
     broker_pid = broker.pid()
@@ -207,7 +228,8 @@ def run(broker: LocalKafka, work: Path, n_posts: int, latency_seconds: float, n_
     try:
         worker.start()
         assert worker.process is not None
-        send(producer, settings, make_posts(warm_texts, "warm"), None)
+        warm = make_posts(warm_texts, "warm")
+        send(producer, settings, warm, None)
         wait_until(lambda: stored(store, "warm") == len(warm_texts), 600, "warm-up posts stored")
         worker_cpu, broker_cpu = cpu_seconds(worker.process.pid), cpu_seconds(broker_pid)
         started = time.perf_counter()
@@ -220,10 +242,15 @@ def run(broker: LocalKafka, work: Path, n_posts: int, latency_seconds: float, n_
 
         offered = stream_rate / 2
         count = max(50, int(offered * latency_seconds))
-        paced = make_posts(cycled(texts, count), "paced")
+        after_full = full[-1].published_at + timedelta(seconds=1)
+        paced = make_posts(cycled(texts, count), "paced", after_full)
         send(producer, settings, paced, offered)
         wait_until(lambda: stored(store, "paced") == count, 600, "paced posts stored")
         lat = latencies(store, "paced")
+        expected = closable(settings, warm + full + paced)
+        with contextlib.suppress(TimeoutError):  # the figure says how far it got
+            wait_until(lambda: counted_in_windows(store) >= expected, 120, "windows closed")
+        counted = counted_in_windows(store)
     finally:
         producer.close()
         if worker.process is not None:
@@ -246,6 +273,7 @@ def run(broker: LocalKafka, work: Path, n_posts: int, latency_seconds: float, n_
     row("CPU per post, engine alone (ms)", engine_cpu * 1e3, 1.0)
     row("CPU per post, worker (ms)", worker_cpu * 1e3, worker_cpu / engine_cpu)
     row("CPU per post, broker (ms)", broker_cpu * 1e3, broker_cpu / engine_cpu)
+    row(f"counted in closed windows (% of {expected})", 100 * counted / expected)
 
 
 def row(measure: str, value: float, ratio: float | None = None) -> None:

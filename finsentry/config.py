@@ -205,6 +205,11 @@ class Settings(BaseSettings):
     # Event-time windows and spike detection.
     window_size_s: int = Field(default=300, ge=1)
     allowed_lateness_s: int = Field(default=120, ge=0)
+    # An input partition caught up and without a new message this long stops holding the
+    # stream's watermark back (stream/watermarks.py); a closed window stays correctable by
+    # late posts until the watermark is this far past its end (0: late posts only counted).
+    idle_timeout_s: float = Field(default=30.0, gt=0)
+    late_correction_horizon_s: int = Field(default=3_600, ge=0)
     dedup_horizon_s: int = Field(default=86_400, ge=0)
     # How far an event time may lie ahead of its arrival: ingest refuses a post published
     # later than received_at plus this, the worker dead-letters one later than its own clock

@@ -432,11 +432,15 @@ class Store:
             return int(conn.execute(select(func.count()).select_from(posts)).scalar_one())
 
     # signal points ----------------------------------------------------------------------
-    def upsert_signal_points(self, points: Iterable[SignalPoint]) -> int:
+    def upsert_signal_points(
+        self, points: Iterable[SignalPoint], *, keep_judgement: bool = False
+    ) -> int:
         """Write closed windows and, in the same transaction, the rollups they fall in.
 
         The touched hourly buckets are recomputed from the windows and the touched days from
         those hours (never incremented), so re-sending a window cannot count it twice.
+        ``keep_judgement``: a window already stored keeps its baseline, z and spike flag (a
+        late post's correction of its count, mean and negative share).
         """
         now = _now()
         unique = {(p.key, p.window_start): p for p in points}
@@ -450,7 +454,8 @@ class Store:
                 # Writers of the same key take turns, so each recomputation sees the windows
                 # another writer committed just before (READ COMMITTED would miss them).
                 conn.execute(LOCK_KEYS, {"keys": sorted({p.key for p in unique.values()})})
-            self._upsert(conn, signal_points, rows, ["key", "window_start"])
+            keep = ["baseline", "z", "is_spike"] if keep_judgement else []
+            self._upsert(conn, signal_points, rows, ["key", "window_start"], keep=keep)
             self._refresh_rollups(conn, unique.values())
         return len(rows)
 

@@ -1,9 +1,11 @@
 """Faust agents: thin loops that call the pure core and move messages between topics.
 
 posts ─validate, dedup (per event)─► score (batched, model thread) ─► store, scored,
-                                      signal-input (1 partition, one message per batch)
+                                      signal-input (1 partition, one message per batch,
+                                      with its input partitions' event-time marks)
 posts not keyed by their fingerprint ─► valid-posts ─► dedup, score as above
 signal-input ─windows + spikes─► signals, alerts, store
+timer ─► signal-input: input partitions caught up and quiet (stream/watermarks.py)
 model-updates ─► hot swap of the engine between two batches.
 Table writes happen per event, in the stream's processor (faust-streaming issue #497).
 Every input of the scorer is acknowledged in input order, those with nothing to score too
@@ -25,6 +27,7 @@ from typing import Any, NamedTuple, Protocol, cast
 
 import faust
 from faust.streams import current_event
+from faust.types import TP
 
 from finsentry.config import Settings
 from finsentry.schema import (
@@ -44,6 +47,7 @@ from stream.parsing import make_dead_letter, parse_post
 from stream.sink import StoreSink
 from stream.spikes import SignalEngine
 from stream.staging import StagedMapping
+from stream.watermarks import IdleWatch, Progress, input_name
 from stream.windows import observations_from_json, observations_to_json
 
 log = logging.getLogger(__name__)
@@ -97,6 +101,7 @@ def register_agents(
     deduplicator = Deduplicator(tables.seen, settings.dedup_horizon_s)
     prunes = PruneSchedule(settings.dedup_horizon_s)
     watch = StallWatch(settings.worker_stall_timeout_s)
+    idle_watch = IdleWatch(settings.idle_timeout_s)
     group_offsets = GroupOffsets(settings)
     input_topics = input_topic_names(topics)
     stalled_because: str | None = None  # why the stream is stuck, for /health
@@ -172,7 +177,10 @@ def register_agents(
         if message.topic == posts_topic:
             key = Deduplicator.routing_key(post).encode()
             if not keyed_for_dedup(message, key):
-                return Forwarded(await topics.valid.send(key=key, value=raw))
+                partition = app.consumer.key_partition(valid_topic, key)
+                to = None if partition is None else input_name(valid_topic, partition)
+                delivery = await topics.valid.send(key=key, value=raw)
+                return Forwarded(delivery, post.published_at.timestamp(), to)
         origin = origin_of(message)
         verdict = deduplicator.check(post, origin)
         prune_to = prunes.due(message.partition, post.published_at.timestamp())
@@ -192,7 +200,29 @@ def register_agents(
         metrics.scored.inc(len(scored))
         return scored
 
-    async def publish(scored: list[ScoredPost], batch: list[Admitted]) -> None:
+    def progress_of(batch: list[tuple[Intake, Any]]) -> Progress:
+        """The input partitions, and how far in event time this batch takes each of them
+        (stream/watermarks.py): posts scored or re-keyed count, duplicates do not."""
+        highs: dict[str, float] = {}
+        for item, event in batch:
+            if isinstance(item, Admitted):
+                at: float | None = item.post.published_at.timestamp()
+            else:
+                at = item.event_time if isinstance(item, Forwarded) else None
+            if at is not None:
+                name = input_name(event.message.topic, event.message.partition)
+                highs[name] = max(at, highs.get(name, at))
+        inputs = tuple(
+            input_name(topic, partition)
+            for topic in (posts_topic, valid_topic)
+            for partition in range(app.consumer.topic_partitions(topic) or 0)
+        )
+        woken = {item.to for item, _ in batch if isinstance(item, Forwarded) and item.to}
+        ends = {tp: app.consumer.highwater(TP(*tp)) for tp in idle_watch.told()}
+        woken |= {input_name(*tp) for tp in idle_watch.woken(ends)}
+        return Progress(inputs=inputs, highs=highs, woken=tuple(sorted(woken)))
+
+    async def publish(scored: list[ScoredPost], batch: list[Admitted], progress: Progress) -> None:
         """Sends and stores a scored batch; returns once Kafka has both sends and the store
         has the posts, so acknowledging the inputs next can lose neither: a send returns
         once queued, and Faust's commit does not wait for the producer. A post whose scored
@@ -217,9 +247,21 @@ def register_agents(
                 offset=item.offset,
             )
             sent.append(await dead_letter(letter))
-        if kept:  # one message per batch unless it is too large: split, still in order
+        if kept or progress.highs:
+            # One message per batch, with the partitions' progress. One too large is split,
+            # in order, and the progress follows alone: no window may close on it before
+            # every observation of the batch is in.
             limit = max_request - RECORD_OVERHEAD_BYTES
-            for value in split_to_fit(kept, observations_to_json, limit):
+            whole = observations_to_json(kept, progress)
+            values = (
+                [whole]
+                if len(whole) <= limit
+                else [
+                    *split_to_fit(kept, observations_to_json, limit),
+                    observations_to_json([], progress),
+                ]
+            )
+            for value in values:
                 sent.append(await topics.signal_input.send(key=b"all", value=value))
         # No hop through ``scored`` to the store: it is for others. A crash before the
         # acknowledgement re-scores the batch, and the upsert makes that harmless.
@@ -235,8 +277,8 @@ def register_agents(
                     queue, settings.stream_batch_size, settings.stream_batch_within_s
                 )
                 admitted = [item for item, _ in batch if isinstance(item, Admitted)]
-                if admitted:
-                    await publish(await score_batch(admitted), admitted)
+                scored = await score_batch(admitted) if admitted else []
+                await publish(scored, admitted, progress_of(batch))
                 await asyncio.gather(
                     *(item.delivery for item, _ in batch if isinstance(item, Forwarded))
                 )
@@ -279,7 +321,7 @@ def register_agents(
             engine = SignalEngine.from_settings(
                 settings, window_state=window_state, spike_state=spike_state
             )
-            output = engine.add_many(observations_from_json(raw))
+            output = engine.add_input(*observations_from_json(raw))
             metrics.late.inc(len(output.late_keys))
             sent = [
                 await topics.signals.send(key=p.key.encode(), value=p.to_json())
@@ -296,9 +338,12 @@ def register_agents(
                 await ctx.sink.write_alerts(output.alerts)
             if output.points:
                 await ctx.sink.write_points(output.points)
+            if output.corrections:
+                await ctx.sink.write_corrections(output.corrections)
             window_state.commit()  # one table write per changed window, not per post
             spike_state.commit()
             metrics.windows_closed.inc(len(output.points))
+            metrics.windows_corrected.inc(len(output.corrections))
             metrics.alerts.inc(len(output.alerts))
 
     @app.agent(topics.model_updates)
@@ -341,7 +386,11 @@ def register_agents(
             watch.rebalanced()
             return
         try:
-            reason, committed = await stall_reason(inputs)
+            reason, committed, idle = await stall_reason(inputs)
+            if idle:
+                log.info("input partitions caught up and quiet: %s", ", ".join(idle))
+                notice = observations_to_json([], Progress(idle=tuple(idle)))
+                await (await topics.signal_input.send(key=b"all", value=notice))
         except Exception:  # the broker is unreachable: that is not the worker's stall
             if not cannot_judge:
                 log.warning("cannot judge whether the worker is stuck", exc_info=True)
@@ -356,12 +405,13 @@ def register_agents(
         if reason and not consumer.unacked:
             await seek_back(consumer, committed)
 
-    async def stall_reason(inputs: list[Any]) -> tuple[str | None, dict[Any, int]]:
-        """Why the worker is stuck (or None), and the committed offset of each input
-        partition (the earliest offset where the group never committed, as
-        consumer_auto_offset_reset="earliest" reads it); both asked of the broker."""
+    async def stall_reason(inputs: list[Any]) -> tuple[str | None, dict[Any, int], list[str]]:
+        """Why the worker is stuck (or None), the committed offset of each input partition
+        (the earliest offset where the group never committed, as
+        consumer_auto_offset_reset="earliest" reads it), both asked of the broker, and the
+        scorer's input partitions that have just become idle (stream/watermarks.py)."""
         if not inputs:
-            return None, {}
+            return None, {}, []
         consumer = app.consumer
         committed = await group_offsets.committed([(tp.topic, tp.partition) for tp in inputs])
         never_committed = [tp for tp in inputs if (tp.topic, tp.partition) not in committed]
@@ -369,8 +419,11 @@ def register_agents(
             earliest = await consumer.earliest_offsets(*never_committed)
             committed |= {(tp.topic, tp.partition): offset for tp, offset in earliest.items()}
         ends = await consumer.highwaters(*inputs)
-        reason = watch.stalled(committed, {(tp.topic, tp.partition): e for tp, e in ends.items()})
-        return reason, {tp: committed[tp.topic, tp.partition] for tp in inputs}
+        end_of = {(tp.topic, tp.partition): end for tp, end in ends.items()}
+        reason = watch.stalled(committed, end_of)
+        scorer_ends = {tp: e for tp, e in end_of.items() if tp[0] in (posts_topic, valid_topic)}
+        idle = [input_name(*tp) for tp in idle_watch.newly_idle(committed, scorer_ends)]
+        return reason, {tp: committed[tp.topic, tp.partition] for tp in inputs}, idle
 
     async def seek_back(consumer: Any, committed: dict[Any, int]) -> None:
         """Input waits past the committed offsets and the worker holds nothing unacknowledged:
@@ -438,9 +491,12 @@ class Admitted(NamedTuple):
 
 class Forwarded(NamedTuple):
     """An input sent on instead of scored (a dead letter, a post re-keyed to valid-posts):
-    acknowledged once Kafka has the message, or a crash would lose it."""
+    acknowledged once Kafka has the message, or a crash would lose it. A re-keyed post
+    keeps its event time and the valid-posts partition it went to (its watermark's due)."""
 
     delivery: Awaitable[Any]
+    event_time: float | None = None
+    to: str | None = None
 
 
 Intake = Admitted | Forwarded | None  # None: a duplicate, nothing to score or send

@@ -134,7 +134,10 @@ class BackfillRun:
         self.spike_state: dict[str, Any] = dict(state.get("spikes", {}))
         self.dedup = Deduplicator(self.seen, settings.dedup_horizon_s)
         self.signals = SignalEngine.from_settings(
-            settings, window_state=self.window_state, spike_state=self.spike_state
+            settings,
+            corrections=False,
+            window_state=self.window_state,
+            spike_state=self.spike_state,
         )
         self._last_checkpoint = clock()
 

@@ -32,6 +32,11 @@ class StreamMetrics:
         self.windows_closed = Counter(
             "finsentry_windows_closed_total", "Closed windows (signal points)", registry=r
         )
+        self.windows_corrected = Counter(
+            "finsentry_windows_corrected_total",
+            "Closed windows whose stored signal point a late post corrected",
+            registry=r,
+        )
         self.alerts = Counter("finsentry_alerts_total", "Alerts raised", registry=r)
         self.batch_size = Histogram(
             "finsentry_batch_size",

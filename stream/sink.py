@@ -25,5 +25,9 @@ class StoreSink:
     async def write_points(self, points: Sequence[SignalPoint]) -> None:
         await asyncio.to_thread(self.store.upsert_signal_points, points)
 
+    async def write_corrections(self, points: Sequence[SignalPoint]) -> None:
+        """Late posts' corrections: the stored baseline, z and spike flag stay."""
+        await asyncio.to_thread(self.store.upsert_signal_points, points, keep_judgement=True)
+
     async def write_alerts(self, alerts: Sequence[Alert]) -> None:
         await asyncio.to_thread(self.store.upsert_alerts, alerts)

@@ -37,12 +37,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import MutableMapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any
 
 from finsentry.config import Settings
 from finsentry.schema import Alert, ScoredPost, SignalPoint, alert_id
+from stream.watermarks import InputMarks, Progress
 from stream.windows import ClosedWindow, Observation, WindowAggregator, keys_for, observe
 
 PARENT = "market"
@@ -304,6 +305,9 @@ class EngineOutput:
     points: list[SignalPoint]
     alerts: list[Alert]
     late_keys: list[str]
+    # Windows closed and judged before, with a late post added: count, mean and negative
+    # share only (baseline, z and the spike flag stay those stored), never an alert.
+    corrections: list[SignalPoint] = field(default_factory=list)
 
 
 class SignalEngine:
@@ -316,48 +320,80 @@ class SignalEngine:
         rules: SpikeRules,
         *,
         evidence_size: int = 5,
+        correction_horizon_s: int = 0,
         window_state: MutableMapping[str, Any] | None = None,
         spike_state: MutableMapping[str, Any] | None = None,
     ) -> None:
         self.windows = WindowAggregator(
-            size_s, allowed_lateness_s, evidence_size=evidence_size, state=window_state
+            size_s,
+            allowed_lateness_s,
+            evidence_size=evidence_size,
+            correction_horizon_s=correction_horizon_s,
+            state=window_state,
         )
+        self.marks = InputMarks(self.windows.state)
         self.detector = SpikeDetector(rules, spike_state)
 
     @classmethod
-    def from_settings(cls, settings: Settings, **state: MutableMapping[str, Any]) -> SignalEngine:
+    def from_settings(
+        cls, settings: Settings, *, corrections: bool = True, **state: MutableMapping[str, Any]
+    ) -> SignalEngine:
+        """``corrections=False`` keeps no closed window for late posts (a sorted backfill
+        has none)."""
         return cls(
             settings.window_size_s,
             settings.allowed_lateness_s,
             SpikeRules.from_settings(settings),
             evidence_size=settings.stream_evidence_size,
+            correction_horizon_s=settings.late_correction_horizon_s if corrections else 0,
             **state,
         )
 
     def add(self, keys: list[str], obs: Observation) -> EngineOutput:
         result = self.windows.add(keys, obs)
-        return self._judge(result.closed, result.late_keys)
+        return self._judge(result.closed, result.late_keys, result.corrected)
 
-    def add_many(self, items: Sequence[tuple[list[str], Observation]]) -> EngineOutput:
-        """``add`` each item in order; the outputs of all of them, in order."""
-        total = EngineOutput(points=[], alerts=[], late_keys=[])
+    def add_input(
+        self, items: Sequence[tuple[list[str], Observation]], progress: Progress
+    ) -> EngineOutput:
+        """A signal-input message: every post aggregated against the watermark as it was,
+        then the input partitions' marks recorded and the watermark moved to the lowest
+        active one minus the allowed lateness (stream/watermarks.py)."""
+        late_keys: list[str] = []
+        corrected: list[ClosedWindow] = []
         for keys, obs in items:
-            output = self.add(keys, obs)
-            total.points += output.points
-            total.alerts += output.alerts
-            total.late_keys += output.late_keys
-        return total
+            result = self.windows.accumulate(keys, obs)
+            late_keys += result.late_keys
+            corrected += result.corrected
+        self.marks.update(progress)
+        closed = self.windows.advance(self.marks.low() - self.windows.allowed_lateness_s)
+        return self._judge(closed, late_keys, corrected)
 
     def add_post(self, post: ScoredPost) -> EngineOutput:
         return self.add(keys_for(post), observe(post))
 
     def flush(self) -> EngineOutput:
-        return self._judge(self.windows.flush(), [])
+        return self._judge(self.windows.flush(), [], [])
 
-    def _judge(self, closed: list[ClosedWindow], late_keys: list[str]) -> EngineOutput:
+    def _judge(
+        self, closed: list[ClosedWindow], late_keys: list[str], corrected: list[ClosedWindow]
+    ) -> EngineOutput:
         verdicts = [self.detector.observe(window) for window in closed]
+        latest = {(w.key, w.window_start): w for w in corrected}  # a window twice: the last
         return EngineOutput(
             points=[v.point for v in verdicts],
             alerts=[v.alert for v in verdicts if v.alert is not None],
             late_keys=late_keys,
+            corrections=[_corrected_point(w) for w in latest.values()],
         )
+
+
+def _corrected_point(window: ClosedWindow) -> SignalPoint:
+    return SignalPoint(
+        key=window.key,
+        window_start=window.window_start,
+        window_end=window.window_end,
+        count=window.count,
+        mean_score=window.mean_score,
+        neg_share=window.neg_share,
+    )

@@ -1,11 +1,14 @@
 """Event-time tumbling windows per key, closed by a watermark. Plain Python, no Faust.
 
 A scored post fans out to its keys (each ticker, its topic, its source family, ``market``).
-The watermark is the largest event time seen minus the allowed lateness; a window closes
-once the watermark reaches its end, and a post whose window has already closed is late:
-counted, never aggregated. Within the allowed lateness the closed windows therefore do not
-depend on arrival order, which is what lets backfill (sorted files) and the stream (Kafka
-order) produce the same numbers.
+A window closes once the watermark reaches its end. In the stream the watermark is the
+lowest high mark of the active input partitions minus the allowed lateness
+(stream/watermarks.py); in a backfill, whose input is sorted, the latest event time minus
+the lateness. A post whose window has already closed is late: counted, and, while its closed
+window is still kept (``correction_horizon_s`` past its close), added to it, which gives a
+corrected figure for the window's stored signal point. Within the allowed lateness the closed
+windows therefore do not depend on arrival order, which is what lets backfill (sorted files)
+and the stream (Kafka order) produce the same numbers.
 
 Window state lives in a MutableMapping of plain dicts (a Faust table in the worker) and a
 post is counted once per window even if it is delivered again after a crash.
@@ -18,9 +21,10 @@ import math
 from collections.abc import Iterator, MutableMapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from finsentry.schema import Evidence, ScoredPost
+from stream.watermarks import Progress
 
 WATERMARK_KEY = "__watermark__"
 # Characters of a title kept as evidence: enough to recognise the story in an alert, and
@@ -57,6 +61,7 @@ class ClosedWindow:
 class AddResult:
     late_keys: list[str] = field(default_factory=list)
     closed: list[ClosedWindow] = field(default_factory=list)
+    corrected: list[ClosedWindow] = field(default_factory=list)  # closed before, late post added
 
 
 def keys_for(post: ScoredPost) -> list[str]:
@@ -80,18 +85,46 @@ def observe(post: ScoredPost) -> Observation:
     )
 
 
-def observations_to_json(posts: Sequence[ScoredPost]) -> bytes:
-    """One message for a batch of scored posts: each post's keys and observation, in order.
+class SignalInput(NamedTuple):
+    """One signal-input message: observations in order, and the input partitions' progress."""
+
+    observations: list[tuple[list[str], Observation]]
+    progress: Progress
+
+
+def observations_to_json(posts: Sequence[ScoredPost], progress: Progress | None = None) -> bytes:
+    """One message for a batch of scored posts (each post's keys and observation, in order)
+    and the progress of the input partitions they came from (none: posts only).
 
     UTF-8, not ASCII escapes: an emoji costs 4 bytes, not 12.
     """
-    observations = [[keys_for(post), asdict(observe(post))] for post in posts]
-    return json.dumps(observations, ensure_ascii=False).encode()
+    progress = progress or Progress()
+    return json.dumps(
+        {
+            "observations": [[keys_for(post), asdict(observe(post))] for post in posts],
+            "inputs": list(progress.inputs),
+            "highs": dict(progress.highs),
+            "woken": list(progress.woken),
+            "idle": list(progress.idle),
+        },
+        ensure_ascii=False,
+    ).encode()
 
 
-def observations_from_json(raw: bytes) -> list[tuple[list[str], Observation]]:
-    """The inverse of ``observations_to_json`` (the message comes from the worker itself)."""
-    return [(keys, Observation(**obs)) for keys, obs in json.loads(raw)]
+def observations_from_json(raw: bytes) -> SignalInput:
+    """The inverse of ``observations_to_json`` (the message comes from the worker itself).
+    A bare list is a batch written before the marks were sent: observations only."""
+    data = json.loads(raw)
+    if isinstance(data, list):
+        data = {"observations": data}
+    progress = Progress(
+        inputs=tuple(data.get("inputs", ())),
+        highs={name: float(high) for name, high in data.get("highs", {}).items()},
+        woken=tuple(data.get("woken", ())),
+        idle=tuple(data.get("idle", ())),
+    )
+    observations = [(keys, Observation(**obs)) for keys, obs in data["observations"]]
+    return SignalInput(observations, progress)
 
 
 def _state_key(key: str, start: float) -> str:
@@ -99,7 +132,11 @@ def _state_key(key: str, start: float) -> str:
 
 
 class WindowAggregator:
-    """Tumbling windows of ``size_s`` for every key, closed by the watermark."""
+    """Tumbling windows of ``size_s`` for every key, closed by the watermark.
+
+    A closed window is kept (marked closed, no longer emitted) until the watermark is
+    ``correction_horizon_s`` past its end, so a late post can still be added to it once.
+    """
 
     def __init__(
         self,
@@ -107,11 +144,13 @@ class WindowAggregator:
         allowed_lateness_s: int,
         *,
         evidence_size: int = 5,
+        correction_horizon_s: int = 0,
         state: MutableMapping[str, Any] | None = None,
     ) -> None:
         self.size_s = size_s
         self.allowed_lateness_s = allowed_lateness_s
         self.evidence_size = evidence_size
+        self.correction_horizon_s = correction_horizon_s
         self.state: MutableMapping[str, Any] = {} if state is None else state
 
     @property
@@ -122,28 +161,60 @@ class WindowAggregator:
         return math.floor(event_time / self.size_s) * self.size_s
 
     def add(self, keys: list[str], obs: Observation) -> AddResult:
-        """Aggregate one post under its keys, then close what the new watermark allows."""
+        """Aggregate one post under its keys, then close what its event time allows: the
+        watermark of a single input in event-time order (a backfill)."""
+        result = self.accumulate(keys, obs)
+        result.closed = self.advance(obs.event_time - self.allowed_lateness_s)
+        return result
+
+    def accumulate(self, keys: list[str], obs: Observation) -> AddResult:
+        """Aggregate one post under its keys; the watermark stays where it is. A late post
+        is added to its closed windows still kept, each then returned as corrected."""
         result = AddResult()
         start = self.window_start(obs.event_time)
-        if start + self.size_s <= self.watermark:
-            result.late_keys = list(keys)
-        else:
+        if start + self.size_s > self.watermark:
             for key in keys:
                 self._accumulate(_state_key(key, start), key, start, obs)
-        new_mark = obs.event_time - self.allowed_lateness_s
-        if new_mark > self.watermark:
-            self.state[WATERMARK_KEY] = new_mark
-            result.closed = self._close(lambda end: end <= new_mark)
+            return result
+        result.late_keys = list(keys)
+        for key in keys:
+            name = _state_key(key, start)
+            window = self.state.get(name)
+            kept = window is not None and window.get("closed")
+            if kept and self._accumulate(name, key, start, obs):
+                result.corrected.append(self._to_closed(self.state[name]))
         return result
+
+    def advance(self, mark: float) -> list[ClosedWindow]:
+        """Move the watermark up to ``mark`` (never back) and close the windows it passes.
+
+        Window ends are multiples of the size, so nothing new can close, nor a kept window
+        expire, unless the watermark crosses one: only then is the state scanned.
+        """
+        old = self.watermark
+        if mark <= old:
+            return []
+        self.state[WATERMARK_KEY] = mark
+        if math.isfinite(old) and math.floor(mark / self.size_s) == math.floor(old / self.size_s):
+            return []
+        expired = [
+            name
+            for name, window in self._windows(closed=True)
+            if window["start"] + self.size_s + self.correction_horizon_s <= mark
+        ]
+        for name in expired:
+            del self.state[name]
+        return self._close(lambda end: end <= mark)
 
     def flush(self) -> list[ClosedWindow]:
         """Close every open window (end of a backfill: no later post can come)."""
         return self._close(lambda end: True)
 
     def open_windows(self) -> int:
-        return sum(1 for name in self.state if name != WATERMARK_KEY)
+        return sum(1 for _ in self._windows())
 
-    def _accumulate(self, name: str, key: str, start: float, obs: Observation) -> None:
+    def _accumulate(self, name: str, key: str, start: float, obs: Observation) -> bool:
+        """Adds the post to the window; False if it was there already."""
         window = self.state.get(name) or {
             "key": key,
             "start": start,
@@ -152,7 +223,7 @@ class WindowAggregator:
             "versions": [],
         }
         if obs.post_id in window["posts"]:
-            return  # redelivered after a crash: already counted
+            return False  # redelivered after a crash: already counted
         window["posts"][obs.post_id] = [obs.score, int(obs.negative)]
         if obs.model_version not in window["versions"]:
             window["versions"] = sorted([*window["versions"], obs.model_version])
@@ -160,18 +231,23 @@ class WindowAggregator:
         candidates.sort(key=lambda item: (item[0], item[1]))
         window["evidence"] = candidates[: self.evidence_size]
         self.state[name] = window  # reassign so table-backed state records the change
+        return True
 
     def _close(self, due: Any) -> list[ClosedWindow]:
         names = [name for name, window in self._windows() if due(window["start"] + self.size_s)]
         closed = [self._to_closed(self.state[name]) for name in names]
         for name in names:
-            del self.state[name]
+            if self.correction_horizon_s > 0:
+                self.state[name] = {**self.state[name], "closed": True}
+            else:
+                del self.state[name]
         closed.sort(key=lambda w: (w.window_start, w.key))
         return closed
 
-    def _windows(self) -> Iterator[tuple[str, dict[str, Any]]]:
+    def _windows(self, *, closed: bool = False) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The open windows (or the closed ones still kept)."""
         for name, window in list(self.state.items()):
-            if name != WATERMARK_KEY:
+            if not name.startswith("__") and bool(window.get("closed")) == closed:
                 yield name, window
 
     def _to_closed(self, window: dict[str, Any]) -> ClosedWindow:

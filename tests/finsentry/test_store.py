@@ -255,6 +255,20 @@ def test_rollups_of_a_rewritten_window_replace_its_old_numbers(store: Store) -> 
     assert hourly["neg_sum"] == pytest.approx(5 * 0.2 + 3 * 0.5)
 
 
+def test_a_late_posts_correction_keeps_the_windows_judgement(store: Store) -> None:
+    """A late post corrects count, mean and negative share; z, baseline and the spike flag
+    stay those judged when the window closed, and the rollups follow the new count."""
+    judged = AAPL_POINT.model_copy(update={"baseline": 0.1, "z": 4.0, "is_spike": True})
+    store.upsert_signal_points([judged])
+    corrected = AAPL_POINT.model_copy(update={"count": 4, "mean_score": -0.4, "neg_share": 0.75})
+    store.upsert_signal_points([corrected], keep_judgement=True)
+    (row,) = store.signal_series("ticker:AAPL")
+    assert (row["count"], row["mean_score"], row["neg_share"]) == (4, -0.4, 0.75)
+    assert (row["baseline"], row["z"], row["is_spike"]) == (0.1, 4.0, True)
+    hourly = stored_rollups(store)[(HOUR, "ticker:AAPL", bucket_of(T0, HOUR))]
+    assert hourly["count"] == 4
+
+
 def test_a_store_without_rollups_gets_them_on_open(store: Store) -> None:
     """Migration: windows written before the rollup table existed are rolled up once."""
     points = [

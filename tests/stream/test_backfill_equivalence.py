@@ -1,18 +1,21 @@
 """Backfill = streaming: the same file through the real worker and through the backfill.
 
 What "the same" means, and why:
-- The stream closes a window only when its watermark (largest event time seen minus
-  ``allowed_lateness_s``) passes the window's end; at the end of the input the last windows
-  are still open there, waiting for posts that may come. The backfill knows nothing more
+- The stream closes a window only when its watermark (the lowest high mark of the active
+  input partitions minus ``allowed_lateness_s``, stream/watermarks.py) passes the window's
+  end; once the input is read, every partition goes idle and the watermark is the last
+  event time minus the lateness, so the last windows are still open there, waiting for
+  posts that may come. The backfill knows nothing more
   will come and closes them (flushes). So every signal point and alert the stream produced
   must be in the backfill, identical, and the backfill's other points are exactly the
   windows ending after the stream's final watermark.
 - Lateness: the backfill reads a sorted file, so no post is ever late. The stream equals it
   when no post reaches its aggregation stage later than the allowed lateness behind the
-  watermark. A fast replay of history into a multi-partition topic reorders by far more
-  than any lateness (partitions drain at different speeds while event time runs days per
-  second), so this runs the stream as an ordered replay sorted by event time on one
-  partition, and checks the worker counted no late post.
+  watermark. A fast replay of history drains the partitions at different speeds while
+  event time runs days per second; with a watermark per input partition that is no
+  longer late, so this runs the stream as a replay sorted by event time into four
+  partitions (each in order, as ingest's keys spread them) and checks the worker counted
+  no late post.
 - Scores come from the same model in fp32; the stream's batches are not the backfill's,
   which moves scores in the last float bits, so real numbers are compared within 1e-5.
 """
@@ -114,7 +117,7 @@ def test_backfill_produces_the_streams_signal_points_and_alerts(
 ) -> None:
     data = guardian_slice(tmp_path / "crash.csv", ("February 2020", "March 2020"))
     common = {
-        "kafka_partitions": 1,
+        "kafka_partitions": 4,
         "window_size_s": WINDOW_S,
         "allowed_lateness_s": LATENESS_S,
         "model_backend": "fp32",
@@ -150,6 +153,7 @@ def test_backfill_produces_the_streams_signal_points_and_alerts(
         run_worker,
         FINSENTRY_MODEL_BACKEND="fp32",
         FINSENTRY_SPIKE_FALSE_ALARM_RATE="0.05",
+        FINSENTRY_IDLE_TIMEOUT_S="5",
     )
     in_range = tmp_path / "in-range.csv"
     last_event = copy_range(data, in_range, time_range)

@@ -20,6 +20,7 @@ from stream.spikes import (
     beta_binomial_tail,
     negative_binomial_tail,
 )
+from stream.watermarks import Progress
 from stream.windows import ClosedWindow, Observation, observations_from_json, observations_to_json
 
 pytestmark = pytest.mark.unit
@@ -233,10 +234,15 @@ def test_a_batch_message_gives_what_adding_post_by_post_gives() -> None:
     one_by_one = SignalEngine(300, 600, RULES)
     outputs = [one_by_one.add_post(post) for post in posts]
     batched = SignalEngine(300, 600, RULES)
-    merged = [
-        batched.add_many(observations_from_json(observations_to_json(posts[start : start + 16])))
-        for start in range(0, len(posts), 16)
-    ]
+    merged = []
+    for start in range(0, len(posts), 16):
+        batch = posts[start : start + 16]
+        progress = Progress(
+            inputs=("posts:0",), highs={"posts:0": batch[-1].published_at.timestamp()}
+        )
+        merged.append(
+            batched.add_input(*observations_from_json(observations_to_json(batch, progress)))
+        )
     assert [p for o in merged for p in o.points] == [p for o in outputs for p in o.points]
     assert [a for o in merged for a in o.alerts] == [a for o in outputs for a in o.alerts]
     assert any(o.alerts for o in merged)

@@ -630,7 +630,7 @@ def test_an_input_is_committed_only_once_kafka_has_what_it_sent(
     observed = {
         obs.post_id
         for record in read_to_end(settings, "signal-input")
-        for _, obs in observations_from_json(record.value)
+        for _, obs in observations_from_json(record.value).observations
     }
     assert observed == {p.id for p in posts}
     letters = [DeadLetter.from_json(r.value) for r in read_to_end(settings, "deadletter")]

@@ -82,9 +82,10 @@ def window_text(alert: Alert) -> str:
 
 
 def stats_text(alert: Alert) -> str:
+    buzz = ", and a volume spike (buzz)" if alert.buzz else ""
     return (
         f"negative share {alert.neg_share:.0%} vs baseline {alert.baseline:.3f} "
-        f"(z = {alert.z:+.2f}), {alert.count} posts, mean score {alert.mean_score:+.2f}"
+        f"(z = {alert.z:+.2f}), {alert.count} posts, mean score {alert.mean_score:+.2f}{buzz}"
     )
 
 

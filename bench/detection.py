@@ -212,6 +212,31 @@ def evaluate(
     return row
 
 
+def buzz_and_state(
+    calm: Scenario, scenarios: Sequence[Scenario], rules: SpikeRules
+) -> tuple[str, list[str]]:
+    """Buzz of the default detector (calm buzz windows per key-week, bursts whose window is
+    buzz) and the spike state it holds at the end of the calm replay."""
+    detector = SpikeDetector(rules)
+    calm_buzz = sum(detector.observe(w).point.is_buzz for w in calm.windows)
+    held = sum(1 for key in detector.state if key != "__pruned_at__")
+    seen = len({w.key for w in calm.windows})
+    lines = [
+        f"- calm data: {calm_buzz} buzz windows, {calm_buzz / key_weeks(calm.windows):.4f} "
+        "per key-week"
+    ]
+    for sc in scenarios:
+        judge = SpikeDetector(rules)
+        buzz = {
+            (w.key, w.window_start.timestamp())
+            for w in sc.windows
+            if judge.observe(w).point.is_buzz
+        }
+        caught = sum((f"ticker:{b.ticker}", b.window) in buzz for b in sc.bursts)
+        lines.append(f"- {sc.name} bursts: {caught} of {len(sc.bursts)} windows are buzz")
+    return f"spike state after the calm replay: {held} keys held of {seen} seen", lines
+
+
 def legacy() -> Judge:
     return LegacyDetector(LegacyRules()).fires
 
@@ -385,6 +410,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         + "\n\n"
         + describe_alerts("count-aware", new, 8)
     )
+    state, buzz = buzz_and_state(calm_scenario, scenarios, base)
+    demo += "\n\nBuzz at the shipped defaults:\n\n" + "\n".join(buzz) + f"\n\n{state}"
     print(summary)
     print(text)
     print(demo)

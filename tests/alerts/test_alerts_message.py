@@ -15,6 +15,7 @@ from alerts.message import (
     safe_url,
     slack_escape,
     slack_payload,
+    stats_text,
     top_evidence,
 )
 from finsentry.schema import Evidence
@@ -109,3 +110,9 @@ def test_slack_block_limits_hold_for_huge_groups() -> None:
         if "text" in block and block["type"] == "section":
             assert len(block["text"]["text"]) <= 3000
     assert len(payload["blocks"][0]["text"]["text"]) <= 150
+
+
+def test_a_buzz_alert_says_its_volume_spiked_too() -> None:
+    quiet = make_alert()
+    loud = quiet.model_copy(update={"buzz": True})
+    assert stats_text(loud) == stats_text(quiet) + ", and a volume spike (buzz)"

@@ -94,8 +94,10 @@ def run(broker: LocalKafka, work: Path, n_posts: int, days: float, phases: int) 
     store = Store(settings.database_url)
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
     horizon_days = settings.dedup_horizon_s / 86_400
-    print(f"\nstate benchmark: {n_posts} distinct posts over {days:g} days, 2 partitions, ")
-    print(f"dedup_horizon_s {settings.dedup_horizon_s} ({horizon_days:g} days)")
+    print(
+        f"\nstate benchmark: {n_posts} distinct posts over {days:g} days, 2 partitions, "
+        f"dedup_horizon_s {settings.dedup_horizon_s} ({horizon_days:g} days)"
+    )
     print(f"{'day':>6}{'posts':>9}{'RSS MiB':>9}{'dedup keys':>12}{'written':>10}{'windows':>9}")
     try:
         worker.start()

@@ -271,12 +271,8 @@ def make_app(settings: Settings, sink: PostSink, extractor: TickerExtractor) -> 
             gone = {r.post.id for r in refused}
             accepted = [p.id for p in posts if p.id not in gone]
             metrics.add(published=len(accepted), rejected=len(refused))
-            errors = [
-                _error(index, "(kafka)", r.reason)
-                for index, post in enumerate(posts)
-                for r in refused
-                if r.post is post
-            ]
+            item = {id(post): index for index, post in enumerate(posts)}
+            errors = [_error(item[id(r.post)], "(kafka)", r.reason) for r in refused]
             log.warning("webhook: %d post(s) refused by Kafka: %s", len(refused), errors)
             return web.json_response({"errors": errors, "accepted": accepted}, status=413)
         metrics.add(published=len(posts))

@@ -84,20 +84,25 @@ class Deduplicator:
 
 class PruneSchedule:
     """When to prune, per input partition: whenever its newest event time has moved a tenth
-    of the horizon past the last prune. The state then holds at most 1.1 horizons of posts,
-    and the scan a prune costs is paid once per tenth of a horizon, not per post."""
+    of the horizon past the last prune, against a time one horizon behind it. A claim so
+    lives two horizons behind the newest post, and a copy that arrives up to a horizon out
+    of event-time order (a replay, a backlog read unevenly) still meets its original's.
+    The state holds at most 2.1 horizons of posts, and the scan a prune costs is paid once
+    per tenth of a horizon, not per post."""
 
     def __init__(self, horizon_s: float) -> None:
+        self.horizon_s = horizon_s
         self.every_s = horizon_s / 10
         self._newest: dict[int, float] = {}
         self._pruned: dict[int, float] = {}
 
     def due(self, partition: int, event_s: float) -> float | None:
-        """The event time to prune against now, or None when no prune is due."""
+        """The time to prune against (``Deduplicator.prune``'s ``now_s``), or None when no
+        prune is due."""
         newest = max(event_s, self._newest.get(partition, event_s))
         self._newest[partition] = newest
         last = self._pruned.setdefault(partition, newest)
         if newest - last < self.every_s:
             return None
         self._pruned[partition] = newest
-        return newest
+        return newest - self.horizon_s

@@ -7,7 +7,6 @@ text, alerts and the feedback form would otherwise be open to anyone on the netw
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from dashboard import layout
 from dashboard.callbacks import register
 from dashboard.queries import DashboardQueries
 from finsentry.config import Settings
+from finsentry.runtime import is_loopback
 from finsentry.store import Store, posts
 
 log = logging.getLogger(__name__)
@@ -29,15 +29,6 @@ log = logging.getLogger(__name__)
 
 class DashboardConfigError(ValueError):
     """The dashboard settings are unsafe or incomplete; the message says what to set."""
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_access(settings: Settings) -> tuple[str, str] | None:

@@ -1,6 +1,6 @@
-"""Kafka with SASL: the embedded broker with a SASL_PLAINTEXT listener (PLAIN and
+"""Kafka with SASL and TLS: the embedded broker with a SASL_PLAINTEXT listener (PLAIN and
 SCRAM-SHA-512 for one user), every client with the right credentials, each service stopping
-at once, saying why, with wrong ones."""
+at once, saying why, with wrong ones; and a TLS listener asking for client certificates."""
 
 from __future__ import annotations
 
@@ -18,6 +18,9 @@ from typing import Any
 
 import faust
 import pytest
+import trustme
+from cryptography.hazmat.primitives import serialization
+from kafka import KafkaConsumer
 
 from finsentry.config import ConfigError, Settings, load_settings
 from finsentry.kafka_auth import KafkaAccessError, check_access, client_options
@@ -201,7 +204,6 @@ def test_sasl_without_credentials_and_half_a_client_certificate_are_refused() ->
 
 
 def test_tls_options_carry_the_ca_and_the_client_certificate(tmp_path: Path) -> None:
-    trustme = pytest.importorskip("trustme")
     ca = trustme.CA()
     client = ca.issue_cert("finsentry-client")
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
@@ -252,3 +254,113 @@ def test_the_sasl_password_stays_out_of_debug_logs(
         check_access(settings)
     assert "SaslAuthenticateRequest" in caplog.text
     assert PASSWORD not in caplog.text
+
+
+class _BrokerWithTls(LocalKafka):
+    """The embedded broker with a second, TLS listener that asks for client certificates:
+    what a real cluster's TLS looks like to finsentry's clients."""
+
+    def __init__(self, settings: Settings, tls_port: int, server_pem: Path, ca: Path) -> None:
+        super().__init__(settings)
+        self.tls_port, self.server_pem, self.ca = tls_port, server_pem, ca
+
+    def render_properties(self) -> Path:
+        path = super().render_properties()
+        text = path.read_text(encoding="utf-8")
+        host, port = self.settings.kafka_host, self.settings.kafka_port
+        text = text.replace(
+            f"listeners=PLAINTEXT://{host}:{port},",
+            f"listeners=PLAINTEXT://{host}:{port},SSL://{host}:{self.tls_port},",
+        )
+        text = text.replace(
+            f"advertised.listeners=PLAINTEXT://{host}:{port}",
+            f"advertised.listeners=PLAINTEXT://{host}:{port},SSL://{host}:{self.tls_port}",
+        )
+        text = text.replace(
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL",
+        )
+        text += (
+            f"\nssl.keystore.type=PEM\nssl.keystore.location={self.server_pem}\n"
+            f"ssl.truststore.type=PEM\nssl.truststore.location={self.ca}\n"
+            "ssl.client.auth=required\n"
+        )
+        path.write_text(text, encoding="utf-8")
+        return path
+
+
+def test_tls_with_a_client_certificate_carries_posts(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1")
+    client = ca.issue_cert("finsentry-client")
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    # Kafka reads a PEM keystore's key only as PKCS#8.
+    key = serialization.load_pem_private_key(server.private_key_pem.bytes(), password=None)
+    pkcs8 = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    chain = b"".join(pem.bytes() for pem in server.cert_chain_pems)
+    (tmp_path / "server.pem").write_bytes(pkcs8 + chain)
+    client.cert_chain_pems[0].write_to_path(str(tmp_path / "client.pem"))
+    client.private_key_pem.write_to_path(str(tmp_path / "client.key"))
+    tls_port = free_port()
+    broker = _BrokerWithTls(
+        load_settings(
+            data_dir=tmp_path / "broker", kafka_port=free_port(), kafka_controller_port=free_port()
+        ),
+        tls_port,
+        tmp_path / "server.pem",
+        tmp_path / "ca.pem",
+    )
+    broker.start()
+    try:
+        tls = load_settings(
+            data_dir=tmp_path / "var",
+            kafka_bootstrap=f"127.0.0.1:{tls_port}",
+            kafka_topic_prefix="tls.",
+            kafka_partitions=1,
+            kafka_security_protocol="SSL",
+            kafka_ssl_cafile=tmp_path / "ca.pem",
+            kafka_ssl_certfile=tmp_path / "client.pem",
+            kafka_ssl_keyfile=tmp_path / "client.key",
+        )
+        check_access(tls)
+        ensure_topics(tls)
+        now = datetime.now(UTC)
+        post = Post(
+            id="tls:1",
+            source="webhook:tls",
+            kind="news",
+            published_at=now,
+            received_at=now,
+            title="Acme beats estimates",
+        )
+        sink = KafkaPostSink(tls)
+        try:
+            sink.publish([post], timeout_s=30)
+        finally:
+            sink.close()
+        consumer = KafkaConsumer(
+            tls.topic("posts"),
+            bootstrap_servers=tls.bootstrap_servers,
+            auto_offset_reset="earliest",
+            consumer_timeout_ms=20_000,
+            **client_options(tls),
+        )
+        try:
+            assert [Post.from_json(m.value).id for m in consumer] == ["tls:1"]
+        finally:
+            consumer.close()
+        # Without the client certificate the TLS listener refuses the client.
+        no_cert = load_settings(
+            data_dir=tmp_path / "var",
+            kafka_bootstrap=f"127.0.0.1:{tls_port}",
+            kafka_security_protocol="SSL",
+            kafka_ssl_cafile=tmp_path / "ca.pem",
+        )
+        with pytest.raises(KafkaAccessError, match="refused this client"):
+            check_access(no_cert)
+    finally:
+        broker.stop()

@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import argparse
 import subprocess
-import tempfile
-import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from bench.stream import T0, cycled, headlines, stop_on_sigterm, stored
-from finsentry.config import Settings, load_settings
+from bench.stream import T0, bench_settings, cycled, headlines, local_broker, stored
+from finsentry.config import Settings
 from finsentry.localkafka import LocalKafka
-from finsentry.runtime import free_port, wait_until
+from finsentry.runtime import wait_until
 from finsentry.schema import Post
 from finsentry.store import Store
 from ingest.sink import story_key
@@ -66,28 +64,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.posts < args.phases or args.phases < 1 or args.days <= 0:
         parser.error("need --posts >= --phases >= 1 and --days > 0")
-    stop_on_sigterm()
-    work = Path(tempfile.mkdtemp(prefix="finsentry-bench-"))
-    broker = LocalKafka(
-        load_settings(
-            data_dir=work / "broker", kafka_port=free_port(), kafka_controller_port=free_port()
-        )
-    )
-    try:
-        broker.start()
+    with local_broker() as (broker, work):
         run(broker, work, args.posts, args.days, args.phases)
-    finally:
-        broker.stop()
 
 
 def run(broker: LocalKafka, work: Path, n_posts: int, days: float, phases: int) -> None:
-    settings = load_settings(
-        data_dir=work / "var",
-        kafka_bootstrap=broker.bootstrap,
-        kafka_topic_prefix=f"bench{uuid.uuid4().hex[:6]}.",
-        kafka_partitions=2,
-        store_url=f"sqlite:///{work / 'store.db'}",
-    )
+    settings = bench_settings(broker, work)
     step = timedelta(days=days) / n_posts
     texts = cycled(headlines(5_000), n_posts)
     worker = WorkerProcess(settings, work / "worker.log")

@@ -33,6 +33,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -148,6 +149,35 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+@contextlib.contextmanager
+def local_broker() -> Iterator[tuple[LocalKafka, Path]]:
+    """An embedded broker on free ports and a fresh work folder; stopped on the way out,
+    on SIGTERM too."""
+    stop_on_sigterm()
+    work = Path(tempfile.mkdtemp(prefix="finsentry-bench-"))
+    broker = LocalKafka(
+        load_settings(
+            data_dir=work / "broker", kafka_port=free_port(), kafka_controller_port=free_port()
+        )
+    )
+    try:
+        broker.start()
+        yield broker, work
+    finally:
+        broker.stop()
+
+
+def bench_settings(broker: LocalKafka, work: Path) -> Settings:
+    """A worker's settings on ``broker``: topics of their own, 2 partitions, SQLite in ``work``."""
+    return load_settings(
+        data_dir=work / "var",
+        kafka_bootstrap=broker.bootstrap,
+        kafka_topic_prefix=f"bench{uuid.uuid4().hex[:6]}.",
+        kafka_partitions=2,
+        store_url=f"sqlite:///{work / 'store.db'}",
+    )
+
+
 def stop_on_sigterm() -> None:
     """SIGTERM unwinds like Ctrl-C, so the finally blocks stop the worker and the broker."""
 
@@ -192,28 +222,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.posts < 1 or args.warmup_posts < 0:
         parser.error("--posts must be at least 1 and --warmup-posts at least 0")
-    stop_on_sigterm()
-    work = Path(tempfile.mkdtemp(prefix="finsentry-bench-"))
-    broker = LocalKafka(
-        load_settings(
-            data_dir=work / "broker", kafka_port=free_port(), kafka_controller_port=free_port()
-        )
-    )
-    try:
-        broker.start()
+    with local_broker() as (broker, work):
         run(broker, work, args.posts, args.latency_seconds, args.warmup_posts)
-    finally:
-        broker.stop()
 
 
 def run(broker: LocalKafka, work: Path, n_posts: int, latency_seconds: float, n_warm: int) -> None:
-    settings = load_settings(
-        data_dir=work / "var",
-        kafka_bootstrap=broker.bootstrap,
-        kafka_topic_prefix=f"bench{uuid.uuid4().hex[:6]}.",
-        kafka_partitions=2,
-        store_url=f"sqlite:///{work / 'store.db'}",
-    )
+    settings = bench_settings(broker, work)
     texts = headlines(n_posts)
     warm_texts = cycled(texts, n_warm)
     full = make_posts(texts, "full", T0 + timedelta(seconds=n_warm))

@@ -16,37 +16,17 @@ import argparse
 import subprocess
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
 from bench.stream import T0, bench_settings, cycled, headlines, local_broker, stored
-from finsentry.config import Settings
 from finsentry.localkafka import LocalKafka
 from finsentry.runtime import wait_until
 from finsentry.schema import Post
 from finsentry.store import Store
 from ingest.sink import story_key
-from stream.app import app_id
 from stream.process import WorkerProcess
-
-
-def changelog(settings: Settings, table: str) -> tuple[int, int]:
-    """(keys not deleted, records) on a table's changelog topic."""
-    topic = f"{app_id(settings)}-{table}-changelog"
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning()
-        end = consumer.end_offsets(partitions)
-        latest: dict[bytes, Any] = {}
-        while any(consumer.position(tp) < end[tp] for tp in partitions):
-            for records in consumer.poll(timeout_ms=500, max_records=50_000).values():
-                latest.update((r.key, r.value) for r in records)
-        return sum(v is not None for v in latest.values()), sum(end.values())
-    finally:
-        consumer.close()
+from tests.support import changelog_keys
 
 
 def rss_mib(pid: int) -> float:
@@ -98,8 +78,8 @@ def run(broker: LocalKafka, work: Path, n_posts: int, days: float, phases: int) 
                 producer.send(settings.topic("posts"), key=story_key(post), value=post.to_json())
             producer.flush()
             wait_until(lambda n=last: stored(store, "bench") >= n, 3_600, f"{last} posts stored")
-            live, written = changelog(settings, "dedup-seen")
-            windows, _ = changelog(settings, "windows")
+            live, written = changelog_keys(settings, "dedup-seen")
+            windows, _ = changelog_keys(settings, "windows")
             day = (last * step).total_seconds() / 86_400
             rss = rss_mib(worker.process.pid)
             print(f"{day:>6.1f}{last:>9}{rss:>9.0f}{live:>12}{written:>10}{windows:>9}")

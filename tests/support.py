@@ -35,11 +35,15 @@ def committed_total(settings: Settings, group: str, name: str) -> int:
 
 
 def read_to_end(settings: Settings, name: str, *, timeout_s: float = 60.0) -> list[Any]:
-    """Every record on a topic now (kafka-python ConsumerRecords): reads to the end offsets,
-    then stops."""
+    """Every record on one of the project's topics now (kafka-python ConsumerRecords)."""
+    return read_topic_to_end(settings, settings.topic(name), timeout_s=timeout_s)
+
+
+def read_topic_to_end(settings: Settings, topic: str, *, timeout_s: float = 60.0) -> list[Any]:
+    """Every record on ``topic`` (a full name: a changelog too) now: reads to the end
+    offsets, then stops."""
     from kafka import KafkaConsumer, TopicPartition
 
-    topic = settings.topic(name)
     consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
     try:
         partitions = [
@@ -58,3 +62,17 @@ def read_to_end(settings: Settings, name: str, *, timeout_s: float = 60.0) -> li
         return records
     finally:
         consumer.close()
+
+
+def changelog_keys(settings: Settings, table: str) -> tuple[int, int]:
+    """(keys whose latest record is not a tombstone, records ever written) on a worker
+    table's changelog: what a restarted worker recovers, and the end offsets' sum (compaction
+    never removes a partition's last record, so its offset tells how many were written)."""
+    from stream.app import app_id
+
+    records = read_topic_to_end(settings, f"{app_id(settings)}-{table}-changelog", timeout_s=600)
+    latest = {record.key: record.value for record in records}
+    ends: dict[int, int] = {}
+    for record in records:
+        ends[record.partition] = max(ends.get(record.partition, 0), record.offset + 1)
+    return sum(value is not None for value in latest.values()), sum(ends.values())

@@ -5,16 +5,13 @@ from __future__ import annotations
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 
 from finsentry.config import Settings
 from finsentry.schema import DeadLetter, Post
 from finsentry.store import Store
 from finsentry.topics import ensure_topics
-from stream.app import app_id
 from stream.process import WorkerProcess
 from tests.stream.test_worker import (
     T0,
@@ -29,7 +26,7 @@ from tests.stream.test_worker import (
     wait_stored,
     worker_settings,
 )
-from tests.support import wait_until
+from tests.support import changelog_keys, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -101,25 +98,6 @@ def test_a_batch_of_maximal_emoji_and_cjk_posts_is_stored_whole(
     assert worker.process is not None and worker.process.poll() is None
 
 
-def live_keys(settings: Settings, table: str) -> int:
-    """Keys whose latest record on the table's changelog is not a tombstone: what a
-    restarted worker recovers."""
-    topic = f"{app_id(settings)}-{table}-changelog"
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning()
-        end = consumer.end_offsets(partitions)
-        latest: dict[bytes, Any] = {}
-        while any(consumer.position(tp) < end[tp] for tp in partitions):
-            for records in consumer.poll(timeout_ms=500).values():
-                latest.update((r.key, r.value) for r in records)
-        return sum(value is not None for value in latest.values())
-    finally:
-        consumer.close()
-
-
 def test_the_live_worker_prunes_dedup_claims_older_than_the_horizon(
     kafka_settings: Settings, tmp_path: Path, run_worker: list[WorkerProcess]
 ) -> None:
@@ -132,5 +110,5 @@ def test_the_live_worker_prunes_dedup_claims_older_than_the_horizon(
     send_keyed(settings, posts)
     wait_stored(settings, len(posts), 300, worker)
     # The last two hours' claims stay: 21 posts six minutes apart, an id and a fingerprint each.
-    wait_until(lambda: live_keys(settings, "dedup-seen") <= 42, 60, "claims pruned")
-    assert live_keys(settings, "dedup-seen") == 42
+    wait_until(lambda: changelog_keys(settings, "dedup-seen")[0] <= 42, 60, "claims pruned")
+    assert changelog_keys(settings, "dedup-seen")[0] == 42
